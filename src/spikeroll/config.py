@@ -1,0 +1,130 @@
+"""Run configuration: one flat dataclass, saved as config.json in every run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spikeroll.errors import SpikerollError
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = "digits"
+    data_dir: str | None = None
+    images: str | None = None
+    time_bins: int = 10
+    val_fraction: float = 0.2
+    # network
+    hidden: list[int] = field(default_factory=lambda: [128])
+    beta: float = 0.9
+    threshold: float = 1.0
+    reset: str = "subtract"
+    readout: str = "membrane"
+    init_gain: float = 1.0
+    # strategy
+    strategy: str = "eggroll"
+    rank: int = 1
+    population: int = 512
+    sigma: float = 0.05
+    sigma_final: float | None = None  # σ decays to this along the lr schedule's shape
+    shaping: str = "centered_ranks"
+    temperature: float = 1.0
+    # optimiser
+    optimizer: str = "adam"
+    lr: float = 0.02
+    lr_schedule: str = "cosine"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    # loop
+    generations: int = 300
+    batch_size: int = 128
+    eval_every: int = 25
+    checkpoint_every: int = 25
+    seed: int = 0
+    device: str = "auto"
+    chunk_pairs: int | None = None  # pairs evaluated at once; None = sized to a memory budget
+
+    def validate(self) -> "TrainConfig":
+        from spikeroll.model import READOUTS, RESETS
+        from spikeroll.strategies import SHAPINGS, STRATEGIES
+
+        checks = [
+            (self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"),
+            (self.population >= 2 and self.population % 2 == 0,
+             f"population={self.population} must be an even number >= 2 (members come in antithetic pairs); "
+             f"try --population {max(2, self.population + self.population % 2)}"),
+            (self.strategy != "eggroll" or self.rank >= 1, f"rank={self.rank} must be >= 1; try --rank 1"),
+            (math.isfinite(self.sigma) and self.sigma > 0, f"sigma={self.sigma} must be > 0; try --sigma 0.05"),
+            (self.sigma_final is None or self.sigma_final > 0, f"sigma_final={self.sigma_final} must be > 0"),
+            (math.isfinite(self.lr) and self.lr > 0, f"lr={self.lr} must be > 0; try --lr 0.02"),
+            (self.temperature > 0, f"temperature={self.temperature} must be > 0"),
+            (self.generations >= 1, f"generations={self.generations} must be >= 1"),
+            (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1"),
+            (self.time_bins >= 1, f"time_bins={self.time_bins} must be >= 1"),
+            (len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
+             f"hidden={self.hidden} must list positive widths, e.g. --hidden 128 or --hidden 256,128"),
+            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
+            (self.lr_schedule in SCHEDULES, f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(SCHEDULES)}"),
+            (self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose one of {', '.join(SHAPINGS)}"),
+            (self.reset in RESETS, f"unknown reset {self.reset!r}; choose one of {', '.join(RESETS)}"),
+            (self.readout in READOUTS, f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}"),
+            (self.eval_every >= 1 and self.checkpoint_every >= 1, "eval_every and checkpoint_every must be >= 1"),
+            (0.0 < self.val_fraction < 1.0, f"val_fraction={self.val_fraction} must be in (0, 1)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SpikerollError(message)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise SpikerollError(f"{source}: unknown setting(s) {', '.join(unknown)}; see `spikeroll train --help`")
+        values = dict(values)
+        if isinstance(values.get("hidden"), (int, str)):
+            values["hidden"] = parse_widths(str(values["hidden"]))
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise SpikerollError(f"config file {path} does not exist; check the --config path")
+        try:
+            if path.suffix == ".toml":
+                import tomllib
+
+                values = tomllib.loads(path.read_text())
+            else:
+                values = json.loads(path.read_text())
+        except (ValueError, ImportError) as exc:
+            raise SpikerollError(f"config file {path} is not valid JSON/TOML ({exc}); fix the file") from None
+        return cls.from_dict(values, source=str(path))
+
+
+def parse_widths(text: str) -> list[int]:
+    try:
+        widths = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise SpikerollError(f"--hidden {text!r} is not a comma-separated list of widths; try --hidden 128,64") from None
+    if not widths or any(w < 1 for w in widths):
+        raise SpikerollError(f"--hidden {text!r} must list positive widths; try --hidden 128")
+    return widths
+
+
+# Settings that define the network and the experiment: a checkpoint can resume only if they match.
+ARCHITECTURE_KEYS = ("dataset", "time_bins", "hidden", "beta", "threshold", "reset", "readout",
+                     "strategy", "rank", "population", "seed", "optimizer")

@@ -1,0 +1,238 @@
+"""A stack of leaky integrate-and-fire (LIF) layers with a leaky readout, evaluated for a whole
+population at once.
+
+Activations are laid out time-major as (T, N, B, features): T time bins, N population members
+(1 for the plain network), B samples. Parameters are plain tensors in an ordered dict so that a
+strategy can perturb them and an optimizer can update them.
+
+Per-member perturbations are never materialised as weight matrices: a layer's current is the shared
+x·Wᵀ plus a per-member correction (low-rank: (x·B)·Aᵀ; full-rank: x·Eᵀ), see `perturbed_current`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from spikeroll.errors import SpikerollError
+
+RESETS = ("subtract", "zero")
+READOUTS = ("membrane", "spikes")
+
+
+@dataclass
+class LayerNoise:
+    """Noise of one pair slice for one layer, already scaled by σ (and 1/√r for low rank).
+
+    Member 2k gets +noise of pair k, member 2k+1 gets −noise (antithetic sampling).
+    """
+
+    weight_a: torch.Tensor | None = None  # (P, out, r) low-rank factor A·σ/√r
+    weight_b: torch.Tensor | None = None  # (P, in, r)  low-rank factor B
+    weight_full: torch.Tensor | None = None  # (P, out, in) full-rank noise ·σ
+    bias: torch.Tensor | None = None  # (P, out) ·σ
+
+    @property
+    def pairs(self) -> int:
+        for t in (self.weight_a, self.weight_full, self.bias):
+            if t is not None:
+                return t.shape[0]
+        return 0
+
+
+class FastSigmoidSpike(torch.autograd.Function):
+    """Heaviside forward, fast-sigmoid surrogate derivative backward (Zenke & Ganguli 2018)."""
+
+    slope = 25.0
+
+    @staticmethod
+    def forward(ctx, v_minus_threshold):
+        ctx.save_for_backward(v_minus_threshold)
+        return (v_minus_threshold >= 0).to(v_minus_threshold.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return grad_output / (FastSigmoidSpike.slope * x.abs() + 1.0) ** 2
+
+
+def lif(current: torch.Tensor, beta: float, threshold: float, reset: str) -> torch.Tensor:
+    """Run LIF neurons over the leading time axis: v ← β·v + I; spike = v ≥ θ; reset.
+
+    Returns spikes shaped like `current`. With autograd on, spikes use the surrogate derivative;
+    otherwise the loop runs in place (ES evaluates millions of neurons per step).
+    """
+    if torch.is_grad_enabled() and current.requires_grad:
+        v, spikes = torch.zeros_like(current[0]), []
+        for t in range(current.shape[0]):
+            v = beta * v + current[t]
+            s = FastSigmoidSpike.apply(v - threshold)
+            v = v - s * threshold if reset == "subtract" else v * (1.0 - s)
+            spikes.append(s)
+        return torch.stack(spikes)
+    spikes = torch.empty_like(current)
+    v = torch.zeros_like(current[0])
+    fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+    for t in range(current.shape[0]):
+        v.mul_(beta).add_(current[t])
+        torch.ge(v, threshold, out=fired)
+        spikes[t].copy_(fired)
+        if reset == "subtract":
+            v.sub_(spikes[t], alpha=threshold)
+        else:
+            v.masked_fill_(fired, 0.0)
+    return spikes
+
+
+def leaky_readout(current: torch.Tensor, beta: float) -> torch.Tensor:
+    """Non-spiking leaky integrator u ← β·u + I; the readout is u averaged over time.
+
+    Closed form of the same recursion: mean_t u_t = Σ_s I_s·(1 − β^(T−s)) / ((1 − β)·T), computed
+    as one weighted sum over time (β = 1 gives weights T − s).
+    """
+    T = current.shape[0]
+    steps = torch.arange(T, 0, -1, dtype=current.dtype, device=current.device)  # T − s
+    weights = steps if beta == 1.0 else (1 - beta**steps) / (1 - beta)
+    return torch.tensordot(weights / T, current, dims=1)
+
+
+def perturbed_current(
+    h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, noise: LayerNoise | None,
+    base: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Input current of one layer for every member: (T, N_in, B, in) -> (T, N, B, out).
+
+    N_in is 1 when all members share the input (the first layer): then x·Wᵀ (`base`, which a
+    caller evaluating many pair chunks computes once) is shared and each pair adds only its
+    correction. With noise for P pairs, N = 2P.
+    """
+    if base is None:
+        base = torch.matmul(h, weight.t()) + bias  # shared part, one GEMM
+    if noise is None:
+        return base
+    T, n_in, B, _ = h.shape
+    P = noise.pairs
+    sign = torch.tensor([1.0, -1.0], dtype=h.dtype, device=h.device).view(1, 1, 2, 1, 1)
+    if n_in == 1:  # shared input: one correction per pair, used with both signs
+        x = h[:, 0]  # (T, B, in)
+        if noise.weight_full is not None:
+            delta = torch.einsum("tbi,poi->tpbo", x, noise.weight_full)
+        else:
+            xb = torch.matmul(x, noise.weight_b.transpose(0, 1).reshape(x.shape[-1], -1))  # (T, B, P·r)
+            xb = xb.view(T, B, P, -1).permute(2, 0, 1, 3).reshape(P, T * B, -1)
+            delta = torch.bmm(xb, noise.weight_a.transpose(1, 2)).view(P, T, B, -1).transpose(0, 1)
+        if noise.bias is not None:
+            delta = delta + noise.bias[None, :, None, :]
+        current = torch.addcmul(base.unsqueeze(2), sign, delta.unsqueeze(2))  # (T, P, 2, B, out)
+        return current.reshape(T, 2 * P, B, -1)
+    x = h.view(T, P, 2, B, -1)  # members 2k and 2k+1 see their own inputs
+    if noise.weight_full is not None:
+        delta = torch.einsum("tpjbi,poi->tpjbo", x, noise.weight_full)
+    else:
+        xb = torch.einsum("tpjbi,pir->tpjbr", x, noise.weight_b)
+        delta = torch.einsum("tpjbr,por->tpjbo", xb, noise.weight_a)
+    if noise.bias is not None:
+        delta = delta + noise.bias[None, :, None, None, :]
+    return torch.addcmul(base.view(T, P, 2, B, -1), sign, delta).reshape(T, 2 * P, B, -1)
+
+
+class SpikingNet:
+    """LIF layers `sizes[0] -> ... -> sizes[-1]`; the last layer is the readout.
+
+    readout="membrane": a non-spiking leaky output layer, logits = time-averaged membrane.
+    readout="spikes": a spiking output layer, logits = spike counts.
+    """
+
+    def __init__(
+        self,
+        sizes: list[int],
+        beta: float = 0.9,
+        threshold: float = 1.0,
+        reset: str = "subtract",
+        readout: str = "membrane",
+        init_gain: float = 1.0,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
+        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+            raise SpikerollError(f"layer sizes {sizes} are invalid; give at least one positive width")
+        if reset not in RESETS:
+            raise SpikerollError(f"unknown reset {reset!r}; choose one of {', '.join(RESETS)}")
+        if readout not in READOUTS:
+            raise SpikerollError(f"unknown readout {readout!r}; choose one of {', '.join(READOUTS)}")
+        if not 0.0 <= beta <= 1.0:
+            raise SpikerollError(f"beta={beta} is outside [0, 1]; pass a decay factor such as 0.9")
+        if threshold <= 0:
+            raise SpikerollError(f"threshold={threshold} must be > 0")
+        self.sizes = [int(s) for s in sizes]
+        self.beta, self.threshold, self.reset, self.readout = beta, threshold, reset, readout
+        gen = torch.Generator().manual_seed(seed)
+        self.params: dict[str, torch.Tensor] = {}
+        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            bound = init_gain / math.sqrt(n_in)  # PyTorch's Linear default, scaled by init_gain
+            w = (torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound
+            self.params[f"layer{i}.weight"] = w.to(device)
+            self.params[f"layer{i}.bias"] = torch.zeros(n_out, device=device)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    def layer_params(self):
+        """(weight, bias) per layer, first to readout."""
+        values = list(self.params.values())
+        return list(zip(values[0::2], values[1::2]))
+
+    def _inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, ...) -> time-major (T, 1, B, features) in the parameters' dtype."""
+        dtype = self.params["layer0.weight"].dtype
+        return frames.flatten(2).transpose(0, 1).contiguous().unsqueeze(1).to(dtype)
+
+    def _run(self, h, noise, first_base=None, record=None) -> torch.Tensor:
+        """Layers from first to readout; `record` collects each spiking layer's spikes."""
+        layers = self.layer_params()
+        for i, (weight, bias) in enumerate(layers):
+            current = perturbed_current(h, weight, bias, None if noise is None else noise[i],
+                                        base=first_base if i == 0 else None)
+            if i == len(layers) - 1 and self.readout == "membrane":
+                return leaky_readout(current, self.beta)
+            h = lif(current, self.beta, self.threshold, self.reset)
+            if record is not None:
+                record.append(h)
+        return h.sum(0)  # spike-count readout
+
+    def population_logits(
+        self, frames: torch.Tensor, noise: Callable[[range], list[LayerNoise]] | list[LayerNoise] | None = None,
+        pairs: int | None = None, chunk_pairs: int | None = None,
+    ) -> torch.Tensor:
+        """frames (B, T, ...) shared by all members -> logits (N, B, classes).
+
+        `noise` is None (the plain network, N = 1), a list of LayerNoise, or a function from a
+        range of pair indices to that list; with a function the population is evaluated in chunks
+        of `chunk_pairs` pairs (bounded memory) and the first layer's x·Wᵀ is computed only once.
+        """
+        h = self._inputs(frames)
+        if not callable(noise):
+            return self._run(h, noise)
+        weight, bias = self.layer_params()[0]
+        first_base = torch.matmul(h, weight.t()) + bias
+        chunk = chunk_pairs or pairs
+        return torch.cat([self._run(h, noise(range(s, min(s + chunk, pairs))), first_base)
+                          for s in range(0, pairs, chunk)])
+
+    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """The plain (unperturbed) network: frames (B, T, ...) -> logits (B, classes)."""
+        return self._run(self._inputs(frames), None)[0]
+
+    def spike_trains(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Spikes of every spiking layer of the plain network: a list of (T, B, width)."""
+        record: list[torch.Tensor] = []
+        self._run(self._inputs(frames), None, record=record)
+        return [spikes[:, 0] for spikes in record]

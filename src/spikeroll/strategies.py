@@ -1,0 +1,118 @@
+"""Evolution strategies: EGGROLL (low-rank) and OpenAI-ES (full-rank) share this one code path.
+
+ask: noise for a slice of pairs, a pure function of (seed, generation, parameter, pair).
+tell: fitness -> shaped weights -> ES gradient as one contraction over the population, which is
+handed to a torch.optim optimizer (as the negative gradient, since optimizers minimise).
+
+Estimator (OpenAI-ES with antithetic pairs): for member i = 2k + j, sign s = (+1, −1)[j],
+    θ_i = θ + σ·s·ε_k,     ĝ = 1/(N·σ) · Σ_i w_i·s_i·ε_{k(i)} = 1/(N·σ) · Σ_k (w_2k − w_2k+1)·ε_k
+with ε_k = A_k·B_kᵀ/√r for EGGROLL matrices and a full standard-normal tensor otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from spikeroll.errors import SpikerollError
+from spikeroll.model import LayerNoise, SpikingNet
+from spikeroll.noise import pair_normals
+
+SHAPINGS = ("centered_ranks", "zscore", "none")
+STRATEGIES = ("eggroll", "openes")
+
+
+def shape_fitness(fitness: torch.Tensor, method: str = "centered_ranks") -> torch.Tensor:
+    """Fitness (N,) -> weights (N,). NaN/±inf members rank last instead of poisoning the update."""
+    f = fitness.detach().double().clone()
+    bad = ~torch.isfinite(f)
+    if bad.all():
+        return torch.zeros_like(f, dtype=torch.float32)
+    f[bad] = f[~bad].min() - 1.0 if method != "none" else f[~bad].min()
+    if method == "centered_ranks":
+        ranks = torch.empty_like(f)
+        ranks[torch.argsort(f, stable=True)] = torch.arange(len(f), dtype=f.dtype)
+        w = ranks / max(len(f) - 1, 1) - 0.5
+    elif method == "zscore":
+        std = f.std(unbiased=False)
+        w = (f - f.mean()) / std if std > 0 else torch.zeros_like(f)
+    elif method == "none":
+        w = f - f.mean()
+    else:
+        raise SpikerollError(f"unknown fitness shaping {method!r}; choose one of {', '.join(SHAPINGS)}")
+    return w.float()
+
+
+class EvolutionStrategy:
+    """rank=None is full-rank OpenAI-ES; rank=r is EGGROLL with rank-r matrix perturbations."""
+
+    def __init__(self, net: SpikingNet, population: int, rank: int | None, seed: int = 0):
+        if population < 2 or population % 2:
+            raise SpikerollError(
+                f"population={population} must be an even number >= 2 (members come in antithetic pairs); "
+                f"try --population {max(2, population + population % 2)}"
+            )
+        if rank is not None:
+            smallest = min(min(p.shape) for p in net.params.values() if p.dim() == 2)
+            if not 1 <= rank <= smallest:
+                raise SpikerollError(
+                    f"rank={rank} is out of range; it must be between 1 and {smallest} "
+                    "(the smallest side of any weight matrix)"
+                )
+        self.net, self.population, self.rank, self.seed = net, population, rank, seed
+
+    @property
+    def pairs(self) -> int:
+        return self.population // 2
+
+    def _normals(self, generation: int, index: int, pairs: range, like: torch.Tensor, shape: tuple) -> torch.Tensor:
+        flat = pair_normals(self.seed, generation, index, pairs, math.prod(shape))
+        return flat.view(len(pairs), *shape).to(like.device, like.dtype)
+
+    def raw_noise(self, generation: int, pairs: range) -> list[tuple[torch.Tensor, ...]]:
+        """Unscaled noise per parameter: (A, B) for low-rank matrices, (E,) otherwise."""
+        out = []
+        for index, p in enumerate(self.net.params.values()):
+            if p.dim() == 2 and self.rank is not None:
+                m, n = p.shape
+                ab = self._normals(generation, index, pairs, p, (m + n, self.rank))
+                out.append((ab[:, :m], ab[:, m:]))
+            else:
+                out.append((self._normals(generation, index, pairs, p, tuple(p.shape)),))
+        return out
+
+    def ask(self, generation: int, pairs: range, sigma: float) -> list[LayerNoise]:
+        """Scaled per-layer noise for the members of `pairs` (2 members per pair)."""
+        raw = self.raw_noise(generation, pairs)
+        scale = sigma / math.sqrt(self.rank) if self.rank is not None else sigma
+        layers = []
+        for w, b in zip(raw[0::2], raw[1::2]):
+            if len(w) == 2:
+                layers.append(LayerNoise(weight_a=w[0] * scale, weight_b=w[1], bias=b[0] * sigma))
+            else:
+                layers.append(LayerNoise(weight_full=w[0] * sigma, bias=b[0] * sigma))
+        return layers
+
+    def gradient(
+        self, generation: int, weights: torch.Tensor, sigma: float, chunk_pairs: int | None = None
+    ) -> list[torch.Tensor]:
+        """ES estimate of ∇E[fitness] for every parameter from shaped weights (N,) alone.
+
+        The noise is regenerated from its counters, chunk by chunk, and contracted over the pairs:
+        Σ_k d_k·A_k·B_kᵀ is one (m × P·r)(P·r × n) product, never a per-member matrix.
+        """
+        first = next(iter(self.net.params.values()))
+        d = (weights[0::2] - weights[1::2]).to(first.device, first.dtype)  # (P,)
+        chunk = chunk_pairs or self.pairs
+        grads = [torch.zeros_like(p) for p in self.net.params.values()]
+        for start in range(0, self.pairs, chunk):
+            pairs = range(start, min(start + chunk, self.pairs))
+            dk = d[pairs.start : pairs.stop]
+            for g, noise in zip(grads, self.raw_noise(generation, pairs)):
+                if len(noise) == 2:  # Σ_k d_k A_k B_kᵀ / √r
+                    a, b = noise
+                    g += torch.einsum("por,pir->oi", a * dk[:, None, None], b) / math.sqrt(self.rank)
+                else:
+                    g += torch.tensordot(dk, noise[0], dims=1)
+        return [g / (self.population * sigma) for g in grads]
