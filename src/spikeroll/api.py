@@ -1,0 +1,37 @@
+"""The few calls a Python user needs: train a run, evaluate a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spikeroll.config import TrainConfig
+from spikeroll.train import Trainer, accuracy, load_trained
+
+
+def load_data(cfg: TrainConfig, progress: bool = True):
+    from spikeroll.data import load_dataset
+
+    return load_dataset(cfg.dataset, cfg.data_dir, time_bins=cfg.time_bins, images=cfg.images,
+                        val_fraction=cfg.val_fraction, seed=cfg.seed, progress=progress)
+
+
+def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest", *, resume: bool = False,
+              overwrite: bool = False, progress: bool = True, data=None) -> dict:
+    """Train (or resume) a run and return its report (also written to out_dir/report.json)."""
+    cfg = (cfg or TrainConfig()).validate()
+    data = data if data is not None else load_data(cfg, progress)
+    return Trainer(cfg, out_dir, data, resume=resume, overwrite=overwrite).run(progress=progress)
+
+
+def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
+                 images: str | None = None) -> dict:
+    """Accuracy of a run's saved network on every split of its dataset (or another one)."""
+    cfg, net = load_trained(run_dir)
+    if dataset is not None:
+        cfg.dataset, cfg.data_dir, cfg.images = dataset, data_dir, images
+    elif data_dir is not None:
+        cfg.data_dir = data_dir
+    data = load_data(cfg, progress=False)
+    return {"run": str(run_dir), "dataset": cfg.dataset,
+            "train_accuracy": accuracy(net, data.train), "val_accuracy": accuracy(net, data.val),
+            "test_accuracy": accuracy(net, data.test)}

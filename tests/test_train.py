@@ -1,0 +1,102 @@
+"""Training loop: resume equals an uninterrupted run, run-directory safety, learning on easy data."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from spikeroll.checkpoint import load_checkpoint
+from spikeroll.config import TrainConfig
+from spikeroll.errors import SpikerollError
+from spikeroll.train import Trainer, batch_indices
+
+
+def synthetic_data(n=120, seed=0):
+    """Class c lights up pixel block c: a task any working learner solves."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    frames = (torch.rand(n, 4, 2, 4, 4, generator=gen) < 0.05).to(torch.uint8)
+    for i, c in enumerate(labels):
+        frames[i, :, :, c, :] |= (torch.rand(4, 2, 4, generator=gen) < 0.7).to(torch.uint8)
+    def split(a, b):
+        return SimpleNamespace(frames=frames[a:b], labels=labels[a:b])
+    return SimpleNamespace(train=split(0, 80), val=split(80, 100), test=split(100, 120))
+
+
+def small_config(**kw):
+    base = dict(hidden=[8], population=8, batch_size=16, generations=6, checkpoint_every=2, eval_every=3,
+                time_bins=4, sigma=0.1, lr=0.05, init_gain=2.0, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def metrics(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+
+
+@pytest.mark.parametrize("strategy", ["eggroll", "openes"])
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, strategy):
+    data, cfg = synthetic_data(), small_config(strategy=strategy)
+    Trainer(cfg, tmp_path / "full", data).run(progress=False)
+
+    real_step = Trainer.step
+    def dying_step(self):
+        if self.generation == 5:
+            raise KeyboardInterrupt  # killed mid-run, after the checkpoint of generation 4
+        return real_step(self)
+    monkeypatch.setattr(Trainer, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, tmp_path / "cut", data).run(progress=False)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["generation"] == 4
+    monkeypatch.setattr(Trainer, "step", real_step)
+    Trainer(cfg, tmp_path / "cut", data, resume=True).run(progress=False)
+
+    full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    for a, b in zip(full["params"], cut["params"]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
+    assert [m["generation"] for m in metrics(tmp_path / "cut")] == list(range(6))
+
+
+def test_finished_run_is_not_overwritten(tmp_path):
+    data, cfg = synthetic_data(), small_config(generations=2)
+    Trainer(cfg, tmp_path, data).run(progress=False)
+    with pytest.raises(SpikerollError, match="already holds a finished run.*--resume.*--overwrite"):
+        Trainer(cfg, tmp_path, data)
+    Trainer(cfg, tmp_path, data, overwrite=True).run(progress=False)
+
+
+def test_incompatible_checkpoint_is_refused(tmp_path):
+    data = synthetic_data()
+    Trainer(small_config(generations=2), tmp_path, data).run(progress=False)
+    with pytest.raises(SpikerollError, match="incompatible config.*hidden"):
+        Trainer(small_config(generations=2, hidden=[16]), tmp_path, data, resume=True)
+
+
+def test_nan_member_does_not_poison_update(tmp_path, monkeypatch):
+    import spikeroll.train as train_module
+
+    real = train_module.member_fitness
+    def with_nan(logits, labels, temperature):
+        fitness, acc = real(logits, labels, temperature)
+        fitness[3] = float("nan")
+        return fitness, acc
+    monkeypatch.setattr(train_module, "member_fitness", with_nan)
+    trainer = Trainer(small_config(generations=3), tmp_path, synthetic_data())
+    trainer.run(progress=False)
+    assert all(torch.isfinite(p).all() for p in trainer.net.params.values())
+
+
+def test_batches_cover_each_epoch_once():
+    seen = torch.cat([batch_indices(3, g, 50, 10) for g in range(5)])
+    assert sorted(seen.tolist()) == list(range(50))
+    assert torch.equal(batch_indices(3, 7, 50, 10), batch_indices(3, 7, 50, 10))
+
+
+def test_eggroll_learns_easy_task(tmp_path):
+    cfg = small_config(population=64, generations=60, lr=0.05, sigma=0.1, eval_every=60, checkpoint_every=60)
+    report = Trainer(cfg, tmp_path, synthetic_data()).run(progress=False)
+    assert report["train_accuracy"] >= 0.9 and report["val_accuracy"] >= 0.8
