@@ -44,7 +44,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     # loop
-    generations: int = 300
+    generations: int = 150
     batch_size: int = 128
     eval_every: int = 25
     checkpoint_every: int = 25

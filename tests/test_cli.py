@@ -1,0 +1,70 @@
+"""Bad input on the command line: one clear line naming the problem and the fix, exit code 2."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from spikeroll.cli import main
+
+TINY = ["--hidden", "8", "--population", "4", "--batch-size", "8", "--generations", "2", "--time-bins", "3",
+        "--quiet"]
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--population", "7"], ["population=7", "even", "--population 8"]),
+    (["--rank", "0"], ["rank=0", "--rank 1"]),
+    (["--rank", "9"], ["rank=9", "between 1 and 8"]),
+    (["--sigma", "0"], ["sigma=0", "> 0"]),
+    (["--sigma", "-0.1"], ["sigma=-0.1"]),
+    (["--dataset", "mnist-xyz"], ["mnist-xyz", "digits"]),
+    (["--dataset", "nmnist", "--data-dir", "/nonexistent/nmnist"], ["/nonexistent/nmnist"]),
+    (["--hidden", "12,x"], ["--hidden"]),
+])
+def test_train_rejects_bad_input(tmp_path, args, fragments):
+    result = run("train", *TINY, "--out", str(tmp_path / "run"), *args)
+    assert_one_line_error(result, *fragments)
+
+
+def test_missing_config_file(tmp_path):
+    assert_one_line_error(run("train", "--config", str(tmp_path / "nope.json")), "nope.json")
+
+
+def test_finished_run_refused_then_resumed_and_overwritten(tmp_path):
+    out = str(tmp_path / "run")
+    first = run("train", *TINY, "--out", out)
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.output[first.output.index("{"):])
+    assert report["generations"] == 2 and report["strategy"] == "eggroll"
+    assert_one_line_error(run("train", *TINY, "--out", out), "finished run", "--resume", "--overwrite")
+    # --resume with more generations continues from the saved config
+    more = run("train", "--out", out, "--resume", "--generations", "3", "--quiet")
+    assert more.exit_code == 0, more.output
+    assert json.loads(more.output[more.output.index("{"):])["generations"] == 3
+    assert_one_line_error(run("train", "--out", out, "--resume", "--hidden", "16", "--quiet"),
+                          "incompatible config", "hidden")
+    assert run("train", *TINY, "--out", out, "--overwrite").exit_code == 0
+
+
+def test_eval_of_missing_run(tmp_path):
+    assert_one_line_error(run("eval", str(tmp_path)), "checkpoint.pt")
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    out = tmp_path / "run"
+    assert run("train", *TINY, "--out", str(out)).exit_code == 0
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert_one_line_error(run("eval", str(out)), "checkpoint", "cannot be read")
