@@ -47,8 +47,8 @@ def main():
     a = ap.parse_args()
     if not (DATA / "nmnist-subset").exists():
         sys.exit(f"no shared data at {DATA}; calibration needs the real N-MNIST subset")
-    files, labels, _ = scan_folder(DATA / "nmnist-subset" / "Train")
-    real = read_recordings(files)
+    files, _ = scan_folder(DATA / "nmnist-subset" / "Train")
+    real, _ = read_recordings(files, strict=True)
     imgs, _ = load_images(DATA / "mnist-t10k" / "t10k-images-idx3-ubyte.gz")
     t0 = time.time()
     sim = simulate_saccades(imgs[:a.n], contrast=a.contrast, log_eps=a.log_eps, noise_hz=a.noise_hz,

@@ -3,7 +3,8 @@
 Time axis: by default T equal bins over 0 .. the recording's last timestamp (the last bin is
 closed on the right, so the last event lands in bin T-1). With `window_us`, each bin spans a
 fixed window and T = ceil(duration / window_us), where for a batch the duration is the longest
-recording (or `total_us`), so every sample of a batch gets the same T. With `first_saccade`,
+recording (or `total_us`; load_dataset passes the nominal 315 ms so every dataset and split gets
+the same T, events past it land in the last bin). With `first_saccade`,
 only events with t < 105 ms are kept and the duration is taken as exactly 105 ms.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ class BinOpts:
 def denoise_mask(events: np.ndarray, sample: np.ndarray | None = None, window_us: int = 5000) -> np.ndarray:
     """Keep-mask of a background-activity filter: an event survives when at least one *other* event
     (any polarity, same sample) fired in its 3x3 pixel neighbourhood within window_us before it
-    (0 <= t_i - t_j <= window_us). Exact, via sorted (cell, t) keys and two searchsorted per offset."""
+    (0 <= t_i - t_j <= window_us). Exact and vectorized over sorted (cell, t) keys."""
     n = len(events)
     if n == 0:
         return np.zeros(0, bool)
@@ -51,13 +52,24 @@ def denoise_mask(events: np.ndarray, sample: np.ndarray | None = None, window_us
     s = np.zeros(n, np.int64) if sample is None else sample.astype(np.int64)
     w = SENSOR + 2  # pad the grid by one pixel so neighbour offsets never wrap into another row/sample
     cell = (s * w + events["y"].astype(np.int64) + 1) * w + events["x"].astype(np.int64) + 1
-    keys = np.sort(cell * _T_SHIFT + t)
-    support = np.zeros(n, np.int64)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            base = (cell + dy * w + dx) * _T_SHIFT + t
-            support += np.searchsorted(keys, base, "right") - np.searchsorted(keys, base - window_us, "left")
-    return support > 1  # the event itself is always counted once (offset 0,0)
+    order = np.argsort(cell * _T_SHIFT + t)
+    keys = (cell * _T_SHIFT + t)[order]
+    # keys closer than window_us belong to the same cell (cells are 2**32 apart), so the
+    # own pixel needs no search: look at the sorted neighbours (ties support each other)
+    gap = np.diff(keys)
+    ok = np.zeros(n, bool)
+    ok[1:] |= gap <= window_us
+    ok[:-1] |= gap == 0
+    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+        todo = np.flatnonzero(~ok)  # only events still unsupported are searched again
+        if len(todo) == 0:
+            break
+        q = keys[todo] + (dy * w + dx) * _T_SHIFT
+        r = np.searchsorted(keys, q, "right") - 1  # latest event at the neighbour cell up to t
+        ok[todo[(r >= 0) & (keys[np.maximum(r, 0)] >= q - window_us)]] = True
+    keep = np.empty(n, bool)
+    keep[order] = ok
+    return keep
 
 
 def n_bins(opts: BinOpts, total_us: int) -> int:
@@ -71,14 +83,21 @@ def n_bins(opts: BinOpts, total_us: int) -> int:
 def durations(events: np.ndarray, sample: np.ndarray, n: int) -> np.ndarray:
     """Last timestamp of each of n samples (0 for an empty sample)."""
     d = np.zeros(n, np.int64)
-    np.maximum.at(d, sample, events["t"])
+    t = events["t"]
+    step = np.diff(sample)
+    if np.all(step >= 0) and np.all((np.diff(t) >= 0) | (step > 0)):  # grouped, time-sorted: fast path
+        last = np.flatnonzero(np.append(step > 0, len(t) > 0))  # last event of every sample
+        d[sample[last]] = t[last]
+    else:
+        np.maximum.at(d, sample, t)
     return d
 
 
 def bin_concat(events: np.ndarray, sample: np.ndarray, n: int, opts: BinOpts = BinOpts(),
                total_us: int | None = None) -> np.ndarray:
-    """Bin concatenated events (sample = recording index per event) into (n, T, 2, 34, 34) uint8.
-    total_us fixes T in window mode (defaults to the longest recording of this batch)."""
+    """Bin concatenated events (sample = recording index per event, non-decreasing, as concat
+    makes it) into (n, T, 2, 34, 34) uint8. total_us fixes T in window mode (default: the
+    longest recording of this batch)."""
     dur = durations(events, sample, n)  # before filtering: denoise must not shift the time axis
     if opts.first_saccade:
         keep = events["t"] < SACCADE_US

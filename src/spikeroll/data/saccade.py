@@ -6,7 +6,8 @@ the 34x34 sensor and is shifted by (0,0)->(3.5,7)->(7,0)->(0,0) px (x, y), linea
 with bilinear sub-pixel interpolation. Each pixel keeps a reference log-intensity; whenever
 log(I + log_eps) moves k contrast thresholds away from it, k events fire (ON for increases) and
 the reference follows. Crossing times are interpolated inside the time step, then jittered.
-Uniform background noise events are added. All images are simulated together, step by step.
+Per-pixel threshold mismatch and uniform background noise events are added. Images are
+simulated in chunks, all images of a chunk at once, one time step after the other.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import torch
 from spikeroll.data.events import EVENT_DTYPE, SACCADE_US, SENSOR, split
 
 # Calibrated against the real N-MNIST subset with benchmarks/calibrate_simulator.py.
-DEFAULTS = dict(contrast=0.5, contrast_sigma=0.1, log_eps=0.1, noise_hz=0.35, jitter_us=300.0,
+DEFAULTS = dict(contrast=0.55, contrast_sigma=0.1, log_eps=0.1, noise_hz=0.35, jitter_us=300.0,
                 dt_us=1000, origin=(-1, 1))
 _PATH = np.array([[0.0, 0.0], [3.5, 7.0], [7.0, 0.0], [0.0, 0.0]])  # triangle vertices (x, y) px
+_CHUNK = 128  # images simulated together: buffers stay in CPU cache
 _PAD = 8  # canvas margin: shifts go up to 7 px, plus one pixel for bilinear interpolation
 
 
@@ -33,7 +35,7 @@ def to_mnist_size(images: np.ndarray, size: int = 28, margin: int = 0) -> np.nda
         x = torch.nn.functional.interpolate(x, size=(inner, inner), mode=mode, **kw)
     x = torch.nn.functional.pad(x, (margin,) * 4)[:, 0].numpy()
     hi = x.max(axis=(1, 2), keepdims=True)
-    return np.clip(x / np.where(hi > 0, hi, 1), 0, 1)  # per-image normalisation: monitor full scale
+    return np.clip(x / np.where(hi > 0, hi, 1), 0, 1)  # brightest pixel = monitor full scale
 
 
 def saccade_offset(t_us: np.ndarray) -> np.ndarray:
@@ -42,83 +44,119 @@ def saccade_offset(t_us: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(s, [0, 1, 2, 3], _PATH[:, k]) for k in (0, 1)], -1)
 
 
-def simulate_concat(images: np.ndarray, *, seed: int = 0, contrast: float = DEFAULTS["contrast"],
-                    contrast_sigma: float = DEFAULTS["contrast_sigma"], log_eps: float = DEFAULTS["log_eps"], noise_hz: float = DEFAULTS["noise_hz"],
-                    jitter_us: float = DEFAULTS["jitter_us"], dt_us: int = DEFAULTS["dt_us"],
-                    origin: tuple[int, int] = DEFAULTS["origin"], size: int = 28, margin: int = 0,
-                    progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def simulate_concat(images: np.ndarray, *, seed: int = 0, progress: bool = False, size: int = 28,
+                    margin: int = 0, index_offset: int = 0, **params) -> tuple[np.ndarray, np.ndarray]:
     """Simulate N images -> (events, sample index), grouped by sample and sorted by t within each.
-    contrast_sigma is the relative per-pixel spread of the threshold (DVS pixel mismatch);
-    noise_hz is the random-event rate per pixel (both polarities together)."""
-    rng = np.random.default_rng(seed)
+
+    params (defaults in DEFAULTS): contrast = log-intensity threshold; contrast_sigma = relative
+    per-pixel spread of it (DVS pixel mismatch); log_eps = offset in log(I + log_eps), I in 0..1;
+    noise_hz = random events per pixel per second (both polarities); jitter_us = timestamp noise
+    (Gaussian sigma); dt_us = simulation time step; origin = (x, y) of the 28x28 image's top-left
+    corner in the sensor at zero shift. Images are resized to size-2*margin and padded by margin.
+    Work is done in chunks of _CHUNK images (each with its own seeded generator), which keeps the
+    per-step buffers in CPU cache and memory bounded. Randomness is keyed by (seed, image index),
+    image index = index_offset + position, so simulating a dataset in pieces that start at
+    multiples of _CHUNK gives exactly the same events as one call."""
+    unknown = set(params) - set(DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown simulator parameters: {sorted(unknown)}")
+    p = {**DEFAULTS, **params}
     img = to_mnist_size(images, size, margin)
-    n = len(img)
-    canvas = np.zeros((n, SENSOR + 2 * _PAD, SENSOR + 2 * _PAD), np.float32)
-    oy, ox = _PAD + origin[1], _PAD + origin[0]
-    h, w = min(size, canvas.shape[1] - oy), min(size, canvas.shape[2] - ox)
-    canvas[:, oy:oy + h, ox:ox + w] = img[:, :h, :w]
-
-    # Preallocated buffers: the dense per-step work is a handful of in-place passes over
-    # (n, 34, 34) float32; only pixels that crossed a threshold are touched individually.
-    rows = np.empty((n, SENSOR + 1, SENSOR), np.float32)
-    cur, diff, absd = np.empty((3, n, SENSOR, SENSOR), np.float32)
-    mask = np.empty((n, SENSOR, SENSOR), bool)
-    # per-pixel thresholds, floored so a badly matched pixel cannot fire without bound
-    thr = contrast * (1 + contrast_sigma * rng.standard_normal((n, SENSOR, SENSOR))).astype(np.float32)
-    thr = np.maximum(thr, np.float32(0.2 * contrast))
-    thr_flat = thr.reshape(-1)
-
-    def log_frame(t, out):  # sensor log-intensity with the digit shifted by saccade_offset(t)
-        dx, dy = saccade_offset(t)
-        ix, iy = int(np.floor(dx)), int(np.floor(dy))
-        fx, fy = np.float32(dx - ix), np.float32(dy - iy)
-        y0, x0 = _PAD - iy, _PAD - ix  # sensor pixel X reads image pixel X - dx (bilinear, separable)
-        np.multiply(canvas[:, y0 - 1:y0 + SENSOR, x0:x0 + SENSOR], 1 - fx, out=rows)
-        np.add(rows, fx * canvas[:, y0 - 1:y0 + SENSOR, x0 - 1:x0 - 1 + SENSOR], out=rows)
-        np.multiply(rows[:, 1:], 1 - fy, out=out)
-        out += fy * rows[:, :-1]
-        out += np.float32(log_eps)
-        return np.log(out, out=out)
-
-    total = 3 * SACCADE_US
-    times = np.arange(0, total + 1, dt_us)
-    prev = log_frame(0, np.empty((n, SENSOR, SENSOR), np.float32))
-    ref = prev.copy()
-    chunks = []
-    steps = range(1, len(times))
+    starts = range(0, len(img), _CHUNK)
     if progress:
         from tqdm import tqdm
-        steps = tqdm(steps, desc="simulating saccades", unit="step", leave=False)
-    for k in steps:
-        log_frame(times[k], cur)
+        starts = tqdm(starts, desc="simulating saccades", unit="chunk", leave=False)
+    evs, samples = [], []
+    for a in starts:
+        rng = np.random.default_rng([seed, index_offset + a])
+        ev, s = _simulate_chunk(img[a:a + _CHUNK], rng, p)
+        evs.append(ev)
+        samples.append(s + a)
+    if not evs:
+        return np.empty(0, EVENT_DTYPE), np.empty(0, np.int64)
+    return np.concatenate(evs), np.concatenate(samples)
+
+
+def _simulate_chunk(img: np.ndarray, rng: np.random.Generator, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    n = len(img)
+    size = img.shape[-1]
+    canvas = np.zeros((n, SENSOR + 2 * _PAD, SENSOR + 2 * _PAD), np.float32)
+    oy, ox = _PAD + p["origin"][1], _PAD + p["origin"][0]
+    h, w = min(size, canvas.shape[1] - oy), min(size, canvas.shape[2] - ox)
+    canvas[:, oy:oy + h, ox:ox + w] = img[:, :h, :w]
+    # Only sensor pixels that ever see content can change; the rest stay at log(log_eps) and
+    # never fire, so the dense work is cropped to that window (sensor Y reads canvas rows
+    # Y+_PAD-8 .. Y+_PAD over all shifts), which gives exactly the same events, ~1.5x faster.
+    ys, xs = np.flatnonzero(canvas.any(axis=(0, 2))), np.flatnonzero(canvas.any(axis=(0, 1)))
+    if len(ys):
+        y_lo, y_hi = max(0, ys[0] - _PAD), min(SENSOR, ys[-1] - _PAD + 9)
+        x_lo, x_hi = max(0, xs[0] - _PAD), min(SENSOR, xs[-1] - _PAD + 9)
+    else:  # blank images: noise only
+        y_lo = y_hi = x_lo = x_hi = 0
+    H, W = y_hi - y_lo, x_hi - x_lo
+    canvas += np.float32(p["log_eps"])  # bilinear weights sum to 1, so the log offset can go in here
+    # Preallocated buffers: the dense per-step work is a handful of in-place passes over
+    # (n, H, W) float32; only pixels that crossed a threshold are touched individually.
+    rows, rows2 = np.empty((2, n, H + 1, W), np.float32)
+    cur, diff, absd = np.empty((3, n, H, W), np.float32)
+    mask = np.empty((n, H, W), bool)
+    # per-pixel thresholds, floored so a badly matched pixel cannot fire without bound
+    c0 = p["contrast"]
+    thr = (c0 * (1 + p["contrast_sigma"] * rng.standard_normal((n, SENSOR, SENSOR)))).astype(np.float32)
+    thr = np.ascontiguousarray(np.maximum(thr, np.float32(0.2 * c0))[:, y_lo:y_hi, x_lo:x_hi])
+    thr_flat = thr.reshape(-1)
+
+    def log_frame(shift, out):  # sensor log-intensity with the digit shifted by (dx, dy) px
+        dx, dy = shift
+        ix, iy = int(np.floor(dx)), int(np.floor(dy))
+        fx, fy = np.float32(dx - ix), np.float32(dy - iy)
+        # sensor pixel X reads canvas column X + _PAD - dx (bilinear, separable)
+        y0, x0 = _PAD - iy + y_lo, _PAD - ix + x_lo
+        np.multiply(canvas[:, y0 - 1:y0 + H, x0:x0 + W], 1 - fx, out=rows)
+        np.multiply(canvas[:, y0 - 1:y0 + H, x0 - 1:x0 - 1 + W], fx, out=rows2)
+        np.add(rows, rows2, out=rows)
+        np.multiply(rows[:, 1:], 1 - fy, out=out)
+        np.multiply(rows[:, :-1], fy, out=rows2[:, 1:])
+        out += rows2[:, 1:]
+        return np.log(out, out=out)
+
+    total, dt = 3 * SACCADE_US, p["dt_us"]
+    times = np.arange(0, total + 1, dt)
+    shifts = saccade_offset(times)
+    prev = log_frame(shifts[0], np.empty((n, H, W), np.float32))
+    ref = prev.copy()
+    ref_flat = ref.reshape(-1)
+    chunks = []
+    for k in range(1, len(times) if H * W else 1):
+        log_frame(shifts[k], cur)
         np.subtract(cur, ref, out=diff)
         np.greater_equal(np.abs(diff, out=absd), thr, out=mask)
         idx = np.flatnonzero(mask)
         if len(idx):
-            d, r0, th = diff.reshape(-1)[idx], ref.reshape(-1)[idx], thr_flat[idx]
-            c = (np.abs(d) // th).astype(np.int64)
+            d, r0, th = diff.reshape(-1)[idx], ref_flat[idx], thr_flat[idx]
+            c = (np.abs(d) // th).astype(np.int64)  # thresholds crossed this step
             sign = np.where(d > 0, np.float32(1), np.float32(-1))
-            ref.reshape(-1)[idx] = r0 + sign * c * th
+            ref_flat[idx] = r0 + sign * c * th
             # k-th crossing of this step for each emitted event: 1..c via a grouped arange
             rep = np.repeat(np.arange(len(c)), c)
             kth = np.arange(len(rep)) - np.repeat(np.cumsum(c) - c, c) + 1
             level = r0[rep] + sign[rep] * kth * th[rep]
             l0, l1 = prev.reshape(-1)[idx][rep], cur.reshape(-1)[idx][rep]
-            frac = np.clip((level - l0) / np.where(l1 != l0, l1 - l0, 1), 0, 1)
-            s, yx = np.divmod(idx[rep], SENSOR * SENSOR)
-            y, x = np.divmod(yx, SENSOR)
-            chunks.append((s, x, y, (sign[rep] > 0).astype(np.uint8), times[k - 1] + frac * dt_us))
+            frac = np.clip((level - l0) / np.where(l1 != l0, l1 - l0, 1), 0, 1)  # linear in-step timing
+            s, yx = np.divmod(idx[rep], H * W)
+            y, x = np.divmod(yx, W)
+            chunks.append((s, x + x_lo, y + y_lo, (sign[rep] > 0).astype(np.uint8), times[k - 1] + frac * dt))
         prev, cur = cur, prev
     # background noise: Poisson count per sample, uniform in space, polarity and time
-    m = rng.poisson(noise_hz * SENSOR * SENSOR * total / 1e6, n)
+    m = rng.poisson(p["noise_hz"] * SENSOR * SENSOR * total / 1e6, n)
     nm = int(m.sum())
     chunks.append((np.repeat(np.arange(n), m), rng.integers(0, SENSOR, nm), rng.integers(0, SENSOR, nm),
                    rng.integers(0, 2, nm).astype(np.uint8), rng.uniform(0, total, nm)))
-    s, x, y, p, t = (np.concatenate(a) for a in zip(*chunks))
-    t = np.clip(np.rint(t + rng.normal(0, jitter_us, len(t))), 0, total - 1).astype(np.int64)
+    s, x, y, pol, t = (np.concatenate(a) for a in zip(*chunks))
+    t = np.clip(np.rint(t + rng.normal(0, p["jitter_us"], len(t))), 0, total - 1).astype(np.int64)
     order = np.argsort(s.astype(np.int64) * (1 << 32) + t, kind="stable")
     ev = np.empty(len(order), EVENT_DTYPE)
-    ev["x"], ev["y"], ev["p"], ev["t"] = x[order], y[order], p[order], t[order]
+    ev["x"], ev["y"], ev["p"], ev["t"] = x[order], y[order], pol[order], t[order]
     return ev, s[order].astype(np.int64)
 
 

@@ -55,3 +55,13 @@ def recording_stats(recordings: list[np.ndarray], labels=None) -> dict:
     ev, s = concat(recordings)
     acc.add(ev, s, len(recordings), labels)
     return acc.result()
+
+
+def dataset_stats(name: str, data_dir: str | None = None, images: str | None = None) -> dict:
+    """Per-class counts, events per sample (mean/min/max), ON fraction, recording length in ms
+    (mean/min/max) and the share of events in each 105 ms saccade window, over all splits."""
+    from spikeroll.data import load_recordings  # late import: spikeroll.data imports this module
+    acc = StatsAccumulator()
+    for ev, s, n, labels, _ in load_recordings(name, data_dir, images=images):
+        acc.add(ev, s, n, labels)
+    return {"dataset": name, **acc.result()}

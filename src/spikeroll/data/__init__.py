@@ -1,0 +1,66 @@
+"""Data layer: event recordings, binning into frames, datasets and their on-disk cache.
+
+load_dataset(name, ...) -> Splits of uint8 frames (N, T, 2, 34, 34) and int64 labels.
+  "digits"     embedded default: sklearn's 8x8 digits through the saccade simulator
+  "nmnist"     real N-MNIST .bin files under data_dir (Train/<label>/*.bin, Test/<label>/*.bin)
+  "nmnist-sim" any images (MNIST IDX file or <label>/*.png folder) through the saccade simulator
+"""
+from __future__ import annotations
+
+from spikeroll.data.binning import BinOpts, bin_batch, bin_concat, bin_events, denoise_mask
+from spikeroll.data.events import EVENT_DTYPE, SACCADE_US, SENSOR, concat, make_events, split
+from spikeroll.data.nmnist_format import read_nmnist_bin, write_nmnist_bin
+from spikeroll.data.saccade import simulate_saccades
+from spikeroll.data.splits import Split, Splits
+from spikeroll.data.stats import dataset_stats
+from spikeroll.errors import SpikerollError
+
+DATASETS = ("digits", "nmnist", "nmnist-sim")
+
+__all__ = ["DATASETS", "EVENT_DTYPE", "SACCADE_US", "SENSOR", "BinOpts", "Split", "Splits", "bin_batch",
+           "bin_concat", "bin_events", "concat", "dataset_stats", "denoise_mask", "load_dataset",
+           "load_recordings", "make_events", "read_nmnist_bin", "simulate_saccades", "split",
+           "write_nmnist_bin"]
+
+
+def load_dataset(name: str, data_dir: str | None = None, *, time_bins: int = 10, window_us: int | None = None,
+                 first_saccade: bool = False, denoise: bool = False, binary: bool = True,
+                 images: str | None = None, val_fraction: float = 0.2, seed: int = 0,
+                 strict: bool = False, cache_dir: str | None = None, progress: bool = True) -> Splits:
+    """Load a dataset as binned frames, building and caching them on first use.
+    val_fraction and seed choose the validation part of nmnist's Train/ and of nmnist-sim's
+    images; digits uses a fixed documented split and ignores both (see Splits.info["split"])."""
+    if name not in DATASETS:
+        raise SpikerollError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if not 0 < val_fraction < 1:
+        raise SpikerollError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    opts = BinOpts(time_bins=time_bins, window_us=window_us, first_saccade=first_saccade,
+                   denoise=denoise, binary=binary)
+    if name == "digits":
+        from spikeroll.data.digits import load_digits_splits
+        return load_digits_splits(opts, cache_dir, progress)
+    if name == "nmnist":
+        from spikeroll.data.nmnist import load_nmnist_splits
+        return load_nmnist_splits(data_dir, opts, val_fraction=val_fraction, seed=seed, strict=strict,
+                                  cache_dir=cache_dir, progress=progress)
+    from spikeroll.data.simulated import load_sim_splits
+    return load_sim_splits(images or data_dir, opts, val_fraction=val_fraction, seed=seed, cache_dir=cache_dir,
+                           progress=progress)
+
+
+def load_recordings(name: str, data_dir: str | None = None, *, images: str | None = None,
+                    strict: bool = False, progress: bool = False):
+    """Raw recordings, chunk by chunk: yields (events, sample index, n, labels, split name).
+    Simulated datasets are generated in chunks so that memory stays bounded."""
+    if name not in DATASETS:
+        raise SpikerollError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if name == "digits":
+        from spikeroll.data.digits import digit_recordings
+        ev, s, labels = digit_recordings(progress)
+        yield ev, s, len(labels), labels, "all"
+    elif name == "nmnist":
+        from spikeroll.data.nmnist import iter_nmnist_recordings
+        yield from iter_nmnist_recordings(data_dir, strict=strict, progress=progress)
+    else:
+        from spikeroll.data.simulated import iter_sim_recordings
+        yield from iter_sim_recordings(images or data_dir, progress=progress)

@@ -1,0 +1,81 @@
+"""On-disk cache of binned frames: one .npz per parameter set, written atomically, checksummed.
+
+The file name hashes every parameter that affects the content (plus FORMAT_VERSION), so a
+changed option never reads stale frames. Each array's CRC32 is stored beside it; a file that
+fails to load or to verify is reported with a warning and rebuilt, never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_VERSION = 1
+_META = "__meta__"
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """cache_dir, else $SPIKEROLL_CACHE, else ~/.cache/spikeroll."""
+    return Path(cache_dir or os.environ.get("SPIKEROLL_CACHE") or Path.home() / ".cache" / "spikeroll").expanduser()
+
+
+def cache_path(kind: str, params: dict, cache_dir=None) -> Path:
+    blob = json.dumps({"format": FORMAT_VERSION, "kind": kind, **params}, sort_keys=True, default=str)
+    return cache_root(cache_dir) / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.npz"
+
+
+def _crc(a: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).reshape(-1))
+
+
+def save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write arrays + JSON meta to path atomically (temp file in the same folder, then os.replace).
+    A cache that cannot be written (read-only folder, full disk) only costs a warning."""
+    meta = {**meta, "crc": {k: _crc(v) for k, v in arrays.items()}}
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+        os.replace(tmp, path)
+    except OSError as e:
+        warnings.warn(f"could not write cache file {path} ({e.strerror or e}); set SPIKEROLL_CACHE to a "
+                      "writable folder to make the next load fast", stacklevel=3)
+    finally:
+        if tmp is not None and Path(tmp).exists():
+            Path(tmp).unlink()
+
+
+def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
+    """Arrays and meta from path; None when absent; None plus a warning when corrupt."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z[_META].tobytes())
+            arrays = {k: z[k] for k in z.files if k != _META}
+        if set(arrays) != set(meta["crc"]) or any(_crc(v) != meta["crc"][k] for k, v in arrays.items()):
+            raise ValueError("checksum mismatch")
+        return arrays, meta
+    except Exception as e:  # any damage at all: rebuild rather than trust
+        warnings.warn(f"cache file {path} is corrupt ({type(e).__name__}: {e}); rebuilding it", stacklevel=3)
+        return None
+
+
+def pack_frames(frames: np.ndarray, binary: bool) -> np.ndarray:
+    """Bit-pack 0/1 frames (8x smaller on disk); counts are stored as they are."""
+    return np.packbits(frames.reshape(len(frames), -1), axis=1) if binary else frames
+
+
+def unpack_frames(stored: np.ndarray, shape: tuple, binary: bool) -> np.ndarray:
+    if not binary:
+        return stored.reshape(shape)
+    per = int(np.prod(shape[1:]))
+    return np.unpackbits(stored, axis=1, count=per).reshape(shape)

@@ -1,0 +1,74 @@
+"""Split / Splits containers, deterministic splitting, and the cached-build helper."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from spikeroll.data import cache
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    frames: torch.Tensor  # uint8 (N, T, 2, 34, 34): counts or 0/1 per bin, polarity (0=OFF,1=ON), y, x
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Splits:
+    name: str
+    train: Split
+    val: Split
+    test: Split | None  # None when the dataset has no test split
+    info: dict = field(default_factory=dict)
+
+
+def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    """Partition indices into len(fractions) parts, class by class, in a seeded random order.
+    Each class is cut at rounded cumulative fractions, so every part keeps the class balance."""
+    rng = np.random.default_rng(seed)
+    parts = [[] for _ in fractions]
+    edges = np.cumsum((0.0,) + tuple(fractions))
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        cuts = np.rint(edges * len(idx)).astype(int)
+        for i in range(len(fractions)):
+            parts[i].append(idx[cuts[i]:cuts[i + 1]])
+    return [np.sort(np.concatenate(p)) for p in parts]
+
+
+def cached_splits(name: str, kind: str, params: dict, cache_dir, binary: bool,
+                  build: Callable[[], tuple[dict, dict]]) -> Splits:
+    """Load Splits from the cache entry for params, or call build() -> ({split: (frames, labels)
+    or None}, info), store the result, and return it."""
+    path = cache.cache_path(kind, params, cache_dir)
+    hit = cache.load(path)
+    if hit is None:
+        parts, info = build()
+        arrays = {}
+        for s, part in parts.items():
+            if part is not None:
+                frames, labels = part
+                arrays[f"{s}_frames"] = cache.pack_frames(frames, binary)
+                arrays[f"{s}_shape"] = np.array(frames.shape, np.int64)
+                arrays[f"{s}_labels"] = np.asarray(labels, np.int64)
+        cache.save(path, arrays, {"info": info, "binary": binary})
+        info = {**info, "cache": str(path), "from_cache": False}
+    else:
+        arrays, meta = hit
+        info = {**meta["info"], "cache": str(path), "from_cache": True}
+    out = {}
+    for s in SPLIT_NAMES:
+        if f"{s}_frames" not in arrays:
+            out[s] = None
+            continue
+        frames = cache.unpack_frames(arrays[f"{s}_frames"], tuple(arrays[f"{s}_shape"]), binary)
+        out[s] = Split(torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(arrays[f"{s}_labels"]))
+    return Splits(name, out["train"], out["val"], out["test"], info)
