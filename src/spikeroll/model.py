@@ -177,6 +177,13 @@ class SpikingNet:
             self.params[f"layer{i}.weight"] = w.to(device)
             self.params[f"layer{i}.bias"] = torch.zeros(n_out, device=device)
 
+        self._chunk_forward = self._run
+
+    def compile(self) -> None:
+        """Fuse the population forward of each chunk with torch.compile (needs a C++ compiler on
+        CPU). Compiling takes seconds per distinct chunk shape, then each generation runs faster."""
+        self._chunk_forward = torch.compile(self._run, dynamic=False)
+
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.params.values())
@@ -224,7 +231,7 @@ class SpikingNet:
         weight, bias = self.layer_params()[0]
         first_base = torch.matmul(h, weight.t()) + bias
         chunk = chunk_pairs or pairs
-        return torch.cat([self._run(h, noise(range(s, min(s + chunk, pairs))), first_base)
+        return torch.cat([self._chunk_forward(h, noise(range(s, min(s + chunk, pairs))), first_base)
                           for s in range(0, pairs, chunk)])
 
     def logits(self, frames: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from spikeroll.model import LayerNoise, SpikingNet
 from spikeroll.noise import pair_normals
 
 SHAPINGS = ("centered_ranks", "zscore", "none")
-STRATEGIES = ("eggroll", "openes")
+STRATEGIES = ("eggroll", "openes", "bptt")  # bptt: surrogate-gradient baseline (spikeroll.bptt)
 
 
 def shape_fitness(fitness: torch.Tensor, method: str = "centered_ranks") -> torch.Tensor:
@@ -61,6 +61,10 @@ class EvolutionStrategy:
                     "(the smallest side of any weight matrix)"
                 )
         self.net, self.population, self.rank, self.seed = net, population, rank, seed
+        # Noise of the generation in progress, kept from ask() to gradient() so it is drawn once
+        # per generation; dropped when the next generation starts (never stored across them).
+        self._cached_generation: int | None = None
+        self._cache: dict[tuple[int, int], list] = {}
 
     @property
     def pairs(self) -> int:
@@ -72,6 +76,14 @@ class EvolutionStrategy:
 
     def raw_noise(self, generation: int, pairs: range) -> list[tuple[torch.Tensor, ...]]:
         """Unscaled noise per parameter: (A, B) for low-rank matrices, (E,) otherwise."""
+        if self._cached_generation != generation:
+            self._cached_generation, self._cache = generation, {}
+        key = (pairs.start, pairs.stop)
+        if key not in self._cache:
+            self._cache[key] = self._draw(generation, pairs)
+        return self._cache[key]
+
+    def _draw(self, generation: int, pairs: range) -> list[tuple[torch.Tensor, ...]]:
         out = []
         for index, p in enumerate(self.net.params.values()):
             if p.dim() == 2 and self.rank is not None:
@@ -115,4 +127,5 @@ class EvolutionStrategy:
                     g += torch.einsum("por,pir->oi", a * dk[:, None, None], b) / math.sqrt(self.rank)
                 else:
                     g += torch.tensordot(dk, noise[0], dims=1)
+        self._cache = {}  # the generation is done with its noise
         return [g / (self.population * sigma) for g in grads]
