@@ -94,7 +94,11 @@ def auto_chunk_pairs(cfg: TrainConfig, net: SpikingNet, batch: int) -> int:
         return cfg.chunk_pairs
     widest = max(net.sizes[1:])
     per_pair = cfg.time_bins * 2 * batch * widest * 4  # one layer's currents for both members
-    return max(1, min(cfg.population // 2, ACTIVATION_BUDGET_BYTES // per_pair))
+    pairs = cfg.population // 2
+    largest = max(1, min(pairs, ACTIVATION_BUDGET_BYTES // per_pair))
+    # prefer equal chunks (one shape: torch.compile compiles once) when a divisor is close enough
+    divisor = max(d for d in range(1, largest + 1) if pairs % d == 0)
+    return divisor if 2 * divisor >= largest else largest
 
 
 class Trainer:
@@ -109,8 +113,10 @@ class Trainer:
         in_features = data.train.frames[0, 0].numel()  # one time bin, flattened
         classes = int(max(int(data.train.labels.max()), 9)) + 1
         self.net = make_network(cfg, in_features, classes, self.device)
-        self.strategy = EvolutionStrategy(self.net, cfg.population,
-                                          cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
+        if cfg.compile:
+            self.net.compile()
+        self.strategy = None if cfg.strategy == "bptt" else EvolutionStrategy(
+            self.net, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
         params = list(self.net.params.values())
         if cfg.optimizer == "adam":
             self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -167,6 +173,10 @@ class Trainer:
 
     # one generation ----------------------------------------------------------------------------
     def step(self) -> dict:
+        if self.cfg.strategy == "bptt":  # surrogate-gradient baseline, see spikeroll.bptt
+            from spikeroll.bptt import bptt_step
+
+            return bptt_step(self)
         cfg, g = self.cfg, self.generation
         idx = batch_indices(cfg.seed, g, len(self.data.train.labels), cfg.batch_size)
         frames = self.data.train.frames[idx].to(self.device, torch.float32)
@@ -196,12 +206,15 @@ class Trainer:
             result["train_accuracy"] = accuracy(self.net, self.data.train)
         return result
 
-    def run(self, progress: bool = True) -> dict:
+    def run(self, progress: bool = True, max_seconds: float | None = None) -> dict:
+        """Train up to cfg.generations; with max_seconds, stop once that many seconds of training
+        (summed step times, as in report.json's wall_seconds) are spent, then evaluate, checkpoint
+        and report the generations actually run."""
         cfg = self.cfg
-        bar = tqdm(total=cfg.generations, initial=self.generation, disable=not progress,
+        bar = tqdm(total=cfg.generations if max_seconds is None else None, initial=self.generation, disable=not progress,
                    desc="generation", unit="gen", dynamic_ncols=True)
         with open(self.out / METRICS, "a") as log:
-            while self.generation < cfg.generations:
+            while self.generation < cfg.generations and not (max_seconds is not None and self.elapsed >= max_seconds):
                 lr = self.optimizer.param_groups[0]["lr"]
                 start = time.perf_counter()
                 record = {"generation": self.generation, **self.step(), "lr": lr}
@@ -209,7 +222,7 @@ class Trainer:
                 self.elapsed += seconds
                 self.generation += 1
                 record["seconds"] = seconds
-                done = self.generation == cfg.generations
+                done = self.generation == cfg.generations or (max_seconds is not None and self.elapsed >= max_seconds)
                 if self.generation % cfg.eval_every == 0 or done:
                     record.update(self.evaluate())
                 log.write(json.dumps(record) + "\n")
@@ -232,7 +245,7 @@ class Trainer:
             "seconds_per_generation": round(self.elapsed / max(self.generation, 1), 4),
             "strategy": self.cfg.strategy,
             "rank": self.cfg.rank if self.cfg.strategy == "eggroll" else None,
-            "population": self.cfg.population,
+            "population": self.cfg.population if self.cfg.strategy != "bptt" else None,
             "num_parameters": self.net.num_parameters,
             "dataset": self.cfg.dataset,
             "torch_threads": torch.get_num_threads(),

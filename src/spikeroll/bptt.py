@@ -1,0 +1,56 @@
+"""Surrogate-gradient baseline: the same SNN trained with backpropagation through time (BPTT).
+
+Everything but the gradient is shared with the ES strategies: the network (layers, β, θ, reset,
+readout), the data and the minibatch of each step (`batch_indices`), the loss (cross-entropy at the
+config's temperature, i.e. −fitness), the optimizer, lr schedule and weight decay, and the run
+directory (metrics.jsonl, checkpoints, resume, report.json). One "generation" of BPTT is one
+optimizer step on one minibatch.
+
+The spike nonlinearity is the Heaviside step in the forward pass; its derivative is replaced by the
+fast-sigmoid surrogate 1/(1 + k·|v − θ|)² (`spikeroll.model.FastSigmoidSpike`, k = its `slope`),
+which `spikeroll.model.lif` uses whenever autograd is on and the current requires grad. Gradients
+also flow through the reset (v − s·θ or v·(1 − s)) and through time.
+
+Learning rate: the ES default (`lr` = 0.02) is sized for ES gradient estimates; for BPTT with Adam
+an lr of about 1e-3 .. 5e-3 is the usual range, so pass e.g. `--lr 0.002` with `--strategy bptt`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from spikeroll.train import batch_indices
+
+
+def bptt_step(trainer) -> dict:
+    """One BPTT optimizer step of `trainer` (a spikeroll.train.Trainer) on generation g's minibatch.
+
+    Returns the same metric keys as an ES generation: fitness_mean = fitness_max = −loss on the
+    batch (there is a single network, not a population), train_batch_accuracy of the network
+    before the update, and sigma = None.
+    """
+    cfg, g, net = trainer.cfg, trainer.generation, trainer.net
+    data = trainer.data.train
+    idx = batch_indices(cfg.seed, g, len(data.labels), cfg.batch_size)
+    frames = data.frames[idx].to(trainer.device, torch.float32)
+    labels = data.labels[idx].to(trainer.device)
+    params = list(net.params.values())
+    for p in params:  # set lazily: loading a checkpoint copies into the parameters in place first
+        if not p.requires_grad:
+            p.requires_grad_(True)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        logits = net.logits(frames)
+        loss = F.cross_entropy(logits / cfg.temperature, labels)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+    if finite and all(p.grad is None or torch.isfinite(p.grad).all() for p in params):
+        trainer.optimizer.step()
+    else:  # a non-finite loss or gradient skips the update instead of poisoning the parameters
+        trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.scheduler.step()
+    fitness = -float(loss.detach()) if finite else None
+    accuracy = float((logits.detach().argmax(-1) == labels).float().mean())
+    return {"fitness_mean": fitness, "fitness_max": fitness, "train_batch_accuracy": accuracy, "sigma": None}

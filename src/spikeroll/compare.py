@@ -1,0 +1,383 @@
+"""`spikeroll compare`: EGGROLL at several ranks, full-rank OpenAI-ES and the BPTT baseline on the
+same network, data and budget, each as an ordinary run directory, summarised in compare.md and
+compare.png.
+
+Method
+------
+Every run is trained by `spikeroll.train.Trainer` in its own fresh Python process
+(`python -m spikeroll.compare SPEC`), one after another, so that runs do not share memory or
+warmed-up caches and each one's peak memory can be measured on its own:
+
+* peak RSS, run: the highest resident memory of that process over the whole run (evaluations with
+  batches of 1000 samples included): `resource.getrusage(RUSAGE_SELF).ru_maxrss`, combined with the
+  Linux high-water marks read below (resetting the mark also resets what ru_maxrss reports).
+* peak RSS, steps: the highest resident memory while generation steps ran, evaluations excluded:
+  on Linux, freed memory is handed back to the OS (glibc malloc_trim) and the VmHWM high-water mark
+  of /proc/self/status is reset (writing 5 to /proc/self/clear_refs) just before training, and the
+  mark is read when the first evaluation starts: the peak over the first eval_every steps (all
+  steps have the same shapes), with no measuring inside the timed steps ("—" where unsupported).
+  This is the column that shows the strategies' own training memory; for small networks the run
+  peak is set by evaluation.
+  Both include the Python interpreter, torch and the dataset held in memory, which every run pays
+  alike. The RSS right before training is kept in resources.json as `rss_before_training_mib`.
+* peak GPU memory (CUDA runs only): `torch.cuda.max_memory_allocated()`.
+* s/gen: the mean time of one generation (one optimizer step for BPTT), evaluation excluded.
+* train s: the summed generation times (report.json's wall_seconds); wall s: the wall-clock time
+  of the whole run in its process (training, evaluations and checkpoints; not the interpreter start
+  or data loading).
+
+Budget: `generations` runs every strategy for the same number of optimizer steps (with the
+config's lr schedule); `budget_seconds` stops each run once it has spent that many training seconds
+(the lr schedule is then constant, since the number of steps is not known in advance, unless
+`generations` is also given as the schedule's horizon and a cap).
+
+BPTT takes its own learning rate (`bptt_lr`, default 2e-3): the ES default lr is not meant for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from spikeroll.config import TrainConfig
+from spikeroll.errors import SpikerollError
+
+STRATEGY_ORDER = ("eggroll", "openes", "bptt")
+DEFAULT_RANKS = (1, 4, 8)
+DEFAULT_BUDGET_SECONDS = 60.0
+UNBOUNDED_GENERATIONS = 10**9  # a time budget alone: the budget ends the run
+BPTT_LR = 2e-3
+SPEC = "compare_spec.json"
+RESOURCES = "resources.json"
+DATA_FILE = ".compare-data.pt"
+# Data files hold frames (N, T, 2, 34, 34): the first layer has 2·34·34 inputs, the readout 10 classes.
+SENSOR_FEATURES, CLASSES = 2 * 34 * 34, 10
+
+
+def parse_ranks(text: str) -> list[int]:
+    try:
+        ranks = [int(part) for part in str(text).replace(" ", "").split(",") if part]
+    except ValueError:
+        raise SpikerollError(f"--ranks {text!r} is not a comma-separated list of integers; try --ranks 1,4,8") from None
+    if not ranks:
+        raise SpikerollError("--ranks is empty; give at least one rank, e.g. --ranks 1,4,8")
+    if any(r < 1 for r in ranks):
+        raise SpikerollError(f"--ranks {text!r}: every rank must be >= 1; try --ranks 1,4,8")
+    return sorted(set(ranks))
+
+
+def parse_strategies(text: str) -> list[str]:
+    names = [part for part in str(text).replace(" ", "").split(",") if part]
+    if not names:
+        raise SpikerollError(f"--strategies is empty; give some of {','.join(STRATEGY_ORDER)}")
+    unknown = [n for n in names if n not in STRATEGY_ORDER]
+    if unknown:
+        raise SpikerollError(f"unknown strategy {unknown[0]!r} in --strategies; choose from {','.join(STRATEGY_ORDER)}")
+    return [s for s in STRATEGY_ORDER if s in names]
+
+
+def plan_runs(base: TrainConfig, ranks, strategies=STRATEGY_ORDER, *, generations: int | None = None,
+              budget_seconds: float | None = None, bptt_lr: float = BPTT_LR,
+              sizes: tuple[int, int] = (SENSOR_FEATURES, CLASSES)) -> list[tuple[str, TrainConfig]]:
+    """(run name, config) per run; every config is validated before anything runs."""
+    if generations is not None and generations < 1:
+        raise SpikerollError(f"--generations {generations} must be >= 1")
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise SpikerollError(f"--budget-seconds {budget_seconds} must be > 0")
+    if generations is None and budget_seconds is None:
+        budget_seconds = DEFAULT_BUDGET_SECONDS
+    common = {}
+    if generations is not None:
+        common["generations"] = generations
+    else:
+        common.update(generations=UNBOUNDED_GENERATIONS, lr_schedule="constant")
+    smallest = min(*sizes, *base.hidden)
+    runs = []
+    for strategy in strategies:
+        if strategy == "eggroll":
+            for rank in ranks:
+                if rank > smallest:
+                    layers = "->".join(map(str, [sizes[0], *base.hidden, sizes[1]]))
+                    raise SpikerollError(f"rank {rank} is too large for this network: ranks must be <= {smallest}, "
+                                         f"the smallest side of its weight matrices (layers {layers})")
+                runs.append((f"eggroll-r{rank}", dataclasses.replace(base, strategy="eggroll", rank=rank, **common)))
+        elif strategy == "openes":
+            runs.append(("openes", dataclasses.replace(base, strategy="openes", **common)))
+        else:
+            runs.append(("bptt", dataclasses.replace(base, strategy="bptt", lr=bptt_lr, **common)))
+    for _, cfg in runs:
+        cfg.validate()
+    return runs
+
+
+def _max_rss_mib() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _current_rss_mib() -> float | None:
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _release_free_memory() -> None:
+    """Hand memory freed since (e.g. by an evaluation) back to the OS, so that it does not count as
+    resident during the next step: glibc's malloc_trim; a no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's RSS high-water mark (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
+    _release_free_memory()
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_since_reset_mib() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class _StepMemory:
+    """Peak RSS of the generation steps, with no work inside the timed steps.
+
+    `start()` (before training) hands freed memory back to the OS and resets the high-water mark;
+    the mark is read when the first evaluation begins, so `steps` is the peak over the steps run
+    before it (eval_every steps, or all of them; every step has the same shapes), including the
+    one-off allocations of the first step (optimizer state, ...). None where unsupported.
+    Resetting the mark also resets what ru_maxrss reports, so `whole_run()` combines the peak
+    read before the reset with the mark at the end.
+    """
+
+    def __init__(self, trainer):
+        self.steps, self.before, self.supported = None, _max_rss_mib(), False
+        evaluate = trainer.evaluate
+
+        def first_evaluation_reads_the_mark(*args, **kwargs):
+            if self.supported and self.steps is None:
+                self.steps = _peak_rss_since_reset_mib()
+            return evaluate(*args, **kwargs)
+
+        trainer.evaluate = first_evaluation_reads_the_mark
+
+    def start(self) -> None:
+        self.before = max(self.before, _max_rss_mib())
+        self.supported = _reset_peak_rss() and _peak_rss_since_reset_mib() is not None
+
+    def whole_run(self) -> float:
+        return max(self.before, _max_rss_mib(), (_peak_rss_since_reset_mib() or 0.0) if self.supported else 0.0)
+
+
+def run_worker(spec_path: str | Path) -> int:
+    """Body of the per-run process: train one run and write RUN/resources.json."""
+    import torch
+
+    from spikeroll.api import load_data
+    from spikeroll.checkpoint import save_json
+    from spikeroll.train import Trainer
+
+    spec = json.loads(Path(spec_path).read_text())
+    out = Path(spec["out"])
+    cfg = TrainConfig.from_dict(spec["config"])
+    resources = {"pid": os.getpid()}
+    try:
+        if spec.get("data"):
+            data = torch.load(spec["data"], map_location="cpu", weights_only=False)
+        else:
+            data = load_data(cfg, progress=False)
+        resources["rss_before_training_mib"] = _current_rss_mib()
+        start = time.perf_counter()
+        trainer = Trainer(cfg, out, data, overwrite=spec.get("overwrite", False))
+        if trainer.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.device)
+        step_memory = _StepMemory(trainer)
+        step_memory.start()
+        report = trainer.run(progress=spec.get("progress", False), max_seconds=spec.get("max_seconds"))
+        resources["wall_seconds"] = time.perf_counter() - start
+        resources["peak_rss_mib"] = step_memory.whole_run()
+        resources["peak_rss_steps_mib"] = step_memory.steps
+        if trainer.device.type == "cuda":
+            resources["peak_gpu_mib"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
+        resources["report"] = report
+        code = 0
+    except SpikerollError as exc:
+        resources["error"] = str(exc)
+        code = 1
+    except Exception as exc:  # noqa: BLE001 - recorded for the table, and shown in full on stderr
+        import traceback
+
+        traceback.print_exc()
+        resources["error"] = f"{type(exc).__name__}: {exc}"
+        code = 1
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(out / RESOURCES, resources)
+    return code
+
+
+def _fmt(value, digits=3, suffix=""):
+    if value is None:
+        return "—"
+    return f"{value:.{digits}f}{suffix}" if isinstance(value, float) else f"{value}{suffix}"
+
+
+def results_table(rows: list[dict]) -> str:
+    """Markdown table, one row per run."""
+    gpu = any(r.get("peak_gpu_mib") is not None for r in rows)
+    head = ["strategy", "rank", "generations", "test acc", "val acc", "s/gen (bptt: s/step)", "train s", "wall s",
+            "peak RSS MiB: steps", "peak RSS MiB: run"] + (["peak GPU MiB"] if gpu else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for r in rows:
+        rank = r["rank"] if r["strategy"] == "eggroll" else ("full" if r["strategy"] == "openes" else "—")
+        if r.get("error"):
+            error = " ".join(str(r["error"]).split()).replace("|", "\\|")
+            cells = [r["strategy"], str(rank), f"failed: {error}"] + [""] * (len(head) - 3)
+        else:
+            cells = [r["strategy"], str(rank), str(r["generations"]), _fmt(r["test_accuracy"]),
+                     _fmt(r["val_accuracy"]), _fmt(r["seconds_per_generation"], 4), _fmt(r["train_seconds"], 1),
+                     _fmt(r["wall_seconds"], 1), _fmt(r["peak_rss_steps_mib"], 0), _fmt(r["peak_rss_mib"], 0)]
+            if gpu:
+                cells.append(_fmt(r.get("peak_gpu_mib"), 0))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ranks=DEFAULT_RANKS,
+                 strategies=STRATEGY_ORDER, generations: int | None = None, budget_seconds: float | None = None,
+                 bptt_lr: float = BPTT_LR, data=None, overwrite: bool = False, progress: bool = True,
+                 echo=print, isolate: bool = True) -> list[dict]:
+    """Run every strategy (EGGROLL at each rank, OpenAI-ES, BPTT) under OUT and write OUT/compare.md
+    and OUT/compare.png (plus OUT/curves.png). `data` (Splits-like: .train/.val/.test) replaces
+    loading base.dataset; it is handed to the run processes through a temporary file in OUT.
+    Returns one dict per run (the table's rows). isolate=False trains the runs in this process
+    instead (quicker, for tests and debugging; the memory columns are then not per run)."""
+    base = base.validate()
+    out = Path(out_dir)
+    sizes = (SENSOR_FEATURES, CLASSES)
+    if data is not None:
+        sizes = (data.train.frames[0, 0].numel(), int(max(int(data.train.labels.max()), 9)) + 1)
+    runs = plan_runs(base, ranks, strategies, generations=generations, budget_seconds=budget_seconds,
+                     bptt_lr=bptt_lr, sizes=sizes)
+    if generations is None and budget_seconds is None:
+        budget_seconds = DEFAULT_BUDGET_SECONDS
+    taken = [name for name, _ in runs
+             if (out / name / "checkpoint.pt").exists() or (out / name / "report.json").exists()]
+    if taken and not overwrite:
+        raise SpikerollError(f"{out} already holds run(s) {', '.join(taken)}; pass --overwrite to replace them "
+                             "or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = None
+    if data is not None:
+        import torch
+
+        data_path = out / DATA_FILE
+        torch.save(data, data_path)
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    rows = []
+    try:
+        for i, (name, cfg) in enumerate(runs, 1):
+            run_dir = out / name
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / RESOURCES).unlink(missing_ok=True)
+            spec = {"config": cfg.to_dict(), "out": str(run_dir), "data": str(data_path) if data_path else None,
+                    "max_seconds": budget_seconds, "overwrite": overwrite, "progress": progress}
+            (run_dir / SPEC).write_text(json.dumps(spec, indent=2) + "\n")
+            limit = f"{budget_seconds:g} s" if budget_seconds is not None else f"{cfg.generations} generations"
+            echo(f"[{i}/{len(runs)}] {name}: {limit} -> {run_dir}")
+            if isolate:
+                subprocess.run([sys.executable, "-m", "spikeroll.compare", str(run_dir / SPEC)], env=env, check=False)
+            else:
+                run_worker(run_dir / SPEC)
+            rows.append(_row(name, cfg, run_dir))
+    finally:
+        if data_path is not None:
+            data_path.unlink(missing_ok=True)
+    table = results_table(rows)
+    done = [out / name for name, _ in runs if (out / name / "metrics.jsonl").exists()]
+    note = "" if isolate else ("\n**All runs were trained in one process (isolate=False): the memory columns are "
+                               "that process's, not each run's.**\n")
+    (out / "compare.md").write_text(_markdown(base, table, budget_seconds, generations, bptt_lr) + note)
+    if done:
+        from spikeroll.plot import accuracy_vs_time, learning_curves
+
+        accuracy_vs_time(done, out / "compare.png")
+        learning_curves(done, out / "curves.png")
+    failed = [r for r in rows if r.get("error")]
+    echo(table)
+    if failed:
+        raise SpikerollError(f"{len(failed)} of {len(rows)} runs failed ({failed[0]['name']}: {failed[0]['error']}); "
+                             f"see {out / 'compare.md'}")
+    return rows
+
+
+def _row(name: str, cfg: TrainConfig, run_dir: Path) -> dict:
+    row = {"name": name, "strategy": cfg.strategy, "rank": cfg.rank if cfg.strategy == "eggroll" else None}
+    path = run_dir / RESOURCES
+    if not path.exists():
+        return {**row, "error": "the run's process ended without writing resources.json (see its output above)"}
+    res = json.loads(path.read_text())
+    if res.get("error"):
+        return {**row, "error": res["error"]}
+    report = res["report"]
+    return {**row, "generations": report["generations"], "test_accuracy": report.get("test_accuracy"),
+            "val_accuracy": report.get("val_accuracy"), "train_accuracy": report.get("train_accuracy"),
+            "seconds_per_generation": report["seconds_per_generation"], "train_seconds": report["wall_seconds"],
+            "wall_seconds": res["wall_seconds"], "peak_rss_mib": res["peak_rss_mib"],
+            "peak_rss_steps_mib": res.get("peak_rss_steps_mib"),
+            "rss_before_training_mib": res.get("rss_before_training_mib"), "peak_gpu_mib": res.get("peak_gpu_mib")}
+
+
+def _markdown(base: TrainConfig, table: str, budget_seconds, generations, bptt_lr) -> str:
+    if budget_seconds is not None and generations is not None:
+        budget = f"{budget_seconds:g} training seconds per run, at most {generations} generations"
+    elif budget_seconds is not None:
+        budget = f"{budget_seconds:g} training seconds per run (constant lr)"
+    else:
+        budget = f"{generations} generations per run"
+    return (
+        "# spikeroll compare\n\n"
+        f"Dataset `{base.dataset}`, {base.time_bins} time bins; network hidden {base.hidden}, β={base.beta}, "
+        f"θ={base.threshold}, reset {base.reset}, readout {base.readout}; batch {base.batch_size}, seed {base.seed}, "
+        f"device {base.device}. ES: population {base.population}, σ={base.sigma}, lr={base.lr}, {base.optimizer}. "
+        f"BPTT: fast-sigmoid surrogate, lr={bptt_lr}, {base.optimizer}. Budget: {budget}.\n\n"
+        + table +
+        "\nEach run is a run directory next to this file, trained in its own fresh process one after another. "
+        "s/gen and train s count generation steps only (evaluation excluded); wall s is the run's whole "
+        "time in its process (training, evaluations, checkpoints; not interpreter start or data loading). "
+        "Peak RSS, run: the process's `getrusage(RUSAGE_SELF).ru_maxrss` after the run, so it includes "
+        "evaluations (batches of 1000 samples), which can dominate for small networks. Peak RSS, steps: the "
+        "highest resident memory while generation steps ran, up to the first evaluation (Linux: the VmHWM "
+        "high-water mark, reset through /proc/self/clear_refs after malloc_trim just before training; — "
+        "where unsupported). Both include Python, "
+        "torch and the dataset in memory, which all runs pay alike (each run's resources.json also holds its "
+        "RSS right before training). Test and validation accuracy are those of the final network.\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(run_worker(sys.argv[1]))
