@@ -1,8 +1,9 @@
 """A stack of leaky integrate-and-fire (LIF) layers with a leaky readout, evaluated for a whole
 population at once.
 
-Activations are laid out time-major as (T, N, B, features): T time bins, N population members
-(1 for the plain network), B samples. Parameters are plain tensors in an ordered dict so that a
+Activations are laid out member-major as (N, T, B, features): N population members (1 for the
+plain network), T time bins, B samples; members 2k and 2k+1 (an antithetic pair) are adjacent, so a
+pair's activations are one contiguous block that a batched matmul reads without copying. Parameters are plain tensors in an ordered dict so that a
 strategy can perturb them and an optimizer can update them.
 
 Per-member perturbations are never materialised as weight matrices: a layer's current is the shared
@@ -60,83 +61,92 @@ class FastSigmoidSpike(torch.autograd.Function):
 
 
 def lif(current: torch.Tensor, beta: float, threshold: float, reset: str) -> torch.Tensor:
-    """Run LIF neurons over the leading time axis: v ← β·v + I; spike = v ≥ θ; reset.
+    """Run LIF neurons over time (axis 1): v ← β·v + I; spike = v ≥ θ; reset.
 
     Returns spikes shaped like `current`. With autograd on, spikes use the surrogate derivative;
     otherwise the loop runs in place (ES evaluates millions of neurons per step).
     """
+    steps = current.shape[1]
     if torch.is_grad_enabled() and current.requires_grad:
-        v, spikes = torch.zeros_like(current[0]), []
-        for t in range(current.shape[0]):
-            v = beta * v + current[t]
+        v, spikes = torch.zeros_like(current[:, 0]), []
+        for t in range(steps):
+            v = beta * v + current[:, t]
             s = FastSigmoidSpike.apply(v - threshold)
             v = v - s * threshold if reset == "subtract" else v * (1.0 - s)
             spikes.append(s)
-        return torch.stack(spikes)
+        return torch.stack(spikes, dim=1)
     spikes = torch.empty_like(current)
-    v = torch.zeros_like(current[0])
-    fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
-    for t in range(current.shape[0]):
-        v.mul_(beta).add_(current[t])
-        torch.ge(v, threshold, out=fired)
-        spikes[t].copy_(fired)
+    v = torch.zeros_like(current[:, 0])
+    for t in range(steps):
+        torch.add(current[:, t], v, alpha=beta, out=v)  # v ← β·v + I in one pass
+        s = spikes[:, t]
+        # s = [v ≥ θ] as float: sign(v − θ) + 1 ∈ {0, 1, 2}, clamped to 1. Exact, and about 3x
+        # faster on CPU than a comparison whose bool result must then be converted to float.
+        torch.sub(v, threshold, out=s).sign_().add_(1.0).clamp_(max=1.0)
         if reset == "subtract":
-            v.sub_(spikes[t], alpha=threshold)
+            v.sub_(s, alpha=threshold)
         else:
-            v.masked_fill_(fired, 0.0)
+            v.addcmul_(v, s, value=-1.0)
     return spikes
 
 
 def leaky_readout(current: torch.Tensor, beta: float) -> torch.Tensor:
-    """Non-spiking leaky integrator u ← β·u + I; the readout is u averaged over time.
+    """Non-spiking leaky integrator u ← β·u + I over time (axis 1); the readout is u averaged over time.
 
     Closed form of the same recursion: mean_t u_t = Σ_s I_s·(1 − β^(T−s)) / ((1 − β)·T), computed
     as one weighted sum over time (β = 1 gives weights T − s).
     """
-    T = current.shape[0]
+    T = current.shape[1]
     steps = torch.arange(T, 0, -1, dtype=current.dtype, device=current.device)  # T − s
     weights = steps if beta == 1.0 else (1 - beta**steps) / (1 - beta)
-    return torch.tensordot(weights / T, current, dims=1)
+    return torch.einsum("t,ntbc->nbc", weights / T, current)
 
 
 def perturbed_current(
     h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, noise: LayerNoise | None,
     base: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Input current of one layer for every member: (T, N_in, B, in) -> (T, N, B, out).
+    """Input current of one layer for every member: (N_in, T, B, in) -> (N, T, B, out).
 
     N_in is 1 when all members share the input (the first layer): then x·Wᵀ (`base`, which a
     caller evaluating many pair chunks computes once) is shared and each pair adds only its
     correction. With noise for P pairs, N = 2P.
     """
-    if base is None:
-        base = torch.matmul(h, weight.t()) + bias  # shared part, one GEMM
+    n_in, T, B, n = h.shape
     if noise is None:
-        return base
-    T, n_in, B, _ = h.shape
-    P = noise.pairs
-    sign = torch.tensor([1.0, -1.0], dtype=h.dtype, device=h.device).view(1, 1, 2, 1, 1)
+        return torch.matmul(h, weight.t()) + bias if base is None else base
+    P, out = noise.pairs, weight.shape[0]
+    sign = torch.tensor([1.0, -1.0], dtype=h.dtype, device=h.device).view(1, 2, 1, 1)
     if n_in == 1:  # shared input: one correction per pair, used with both signs
-        x = h[:, 0]  # (T, B, in)
-        if noise.weight_full is not None:
-            delta = torch.einsum("tbi,poi->tpbo", x, noise.weight_full)
+        if base is None:
+            base = torch.matmul(h, weight.t()) + bias
+        x = h.reshape(T * B, n)
+        if noise.weight_full is not None:  # one GEMM against every pair's noise at once
+            delta = (x @ noise.weight_full.reshape(P * out, n).t()).view(T * B, P, out).transpose(0, 1)
         else:
-            xb = torch.matmul(x, noise.weight_b.transpose(0, 1).reshape(x.shape[-1], -1))  # (T, B, P·r)
-            xb = xb.view(T, B, P, -1).permute(2, 0, 1, 3).reshape(P, T * B, -1)
-            delta = torch.bmm(xb, noise.weight_a.transpose(1, 2)).view(P, T, B, -1).transpose(0, 1)
-        if noise.bias is not None:
-            delta = delta + noise.bias[None, :, None, :]
-        current = torch.addcmul(base.unsqueeze(2), sign, delta.unsqueeze(2))  # (T, P, 2, B, out)
-        return current.reshape(T, 2 * P, B, -1)
-    x = h.view(T, P, 2, B, -1)  # members 2k and 2k+1 see their own inputs
+            xb = x @ noise.weight_b.transpose(0, 1).reshape(n, -1)  # (TB, P·r)
+            xb, at = xb.view(T * B, P, -1).transpose(0, 1), noise.weight_a.transpose(1, 2)
+            delta = torch.matmul(xb, at) if noise.bias is None else torch.baddbmm(noise.bias[:, None, :], xb, at)
+        if noise.bias is not None and noise.weight_full is not None:
+            delta = delta + noise.bias[:, None, :]
+        current = h.new_empty(P, 2, T * B, out)  # contiguous whatever the inputs' strides
+        torch.addcmul(base.view(1, 1, T * B, out), sign, delta.unsqueeze(1), out=current)
+        return current.view(2 * P, T, B, out)
+    # A pair's two members are one contiguous block x_k (2TB × n). Products are formed transposed,
+    # (out × n)·x_kᵀ, which BLAS runs about 2x faster than x_k·(n × out) when `out` is small.
+    xt = h.view(P, 2 * T * B, n).transpose(1, 2)
     if noise.weight_full is not None:
-        delta = torch.einsum("tpjbi,poi->tpjbo", x, noise.weight_full)
-    else:
-        xb = torch.einsum("tpjbi,pir->tpjbr", x, noise.weight_b)
-        delta = torch.einsum("tpjbr,por->tpjbo", xb, noise.weight_a)
+        base = torch.matmul(weight, xt)  # (P, out, 2TB)
+        delta = torch.matmul(noise.weight_full, xt)
+    else:  # [W; B_kᵀ]·x_kᵀ in one batched product: reads the spikes once for both terms
+        both = torch.matmul(torch.cat([weight.expand(P, out, n), noise.weight_b.transpose(1, 2)], dim=1), xt)
+        base, delta = both[:, :out], torch.bmm(noise.weight_a, both[:, out:])
     if noise.bias is not None:
-        delta = delta + noise.bias[None, :, None, None, :]
-    return torch.addcmul(base.view(T, P, 2, B, -1), sign, delta).reshape(T, 2 * P, B, -1)
+        delta = delta + noise.bias[:, :, None]
+    current = h.new_empty(P, 2, T * B, out)
+    torch.addcmul((base + bias[:, None]).view(P, out, 2, T * B), sign.view(1, 1, 2, 1),
+                  delta.view(P, out, 2, T * B), out=current.permute(0, 3, 1, 2))
+    return current.view(2 * P, T, B, out)
 
 
 class SpikingNet:
@@ -198,9 +208,9 @@ class SpikingNet:
         return list(zip(values[0::2], values[1::2]))
 
     def _inputs(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, ...) -> time-major (T, 1, B, features) in the parameters' dtype."""
+        """frames (B, T, ...) -> (1, T, B, features) in the parameters' dtype."""
         dtype = self.params["layer0.weight"].dtype
-        return frames.flatten(2).transpose(0, 1).contiguous().unsqueeze(1).to(dtype)
+        return frames.flatten(2).transpose(0, 1).contiguous().unsqueeze(0).to(dtype)
 
     def _run(self, h, noise, first_base=None, record=None) -> torch.Tensor:
         """Layers from first to readout; `record` collects each spiking layer's spikes."""
@@ -213,7 +223,7 @@ class SpikingNet:
             h = lif(current, self.beta, self.threshold, self.reset)
             if record is not None:
                 record.append(h)
-        return h.sum(0)  # spike-count readout
+        return h.sum(1)  # spike-count readout
 
     def population_logits(
         self, frames: torch.Tensor, noise: Callable[[range], list[LayerNoise]] | list[LayerNoise] | None = None,
@@ -242,4 +252,4 @@ class SpikingNet:
         """Spikes of every spiking layer of the plain network: a list of (T, B, width)."""
         record: list[torch.Tensor] = []
         self._run(self._inputs(frames), None, record=record)
-        return [spikes[:, 0] for spikes in record]
+        return [spikes[0] for spikes in record]
