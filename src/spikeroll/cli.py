@@ -26,7 +26,7 @@ TRAIN_OPTIONS = [
     ("--reset", "reset", click.Choice(["subtract", "zero"]), "Reset after a spike: subtract θ or set to zero."),
     ("--readout", "readout", click.Choice(["membrane", "spikes"]), "Logits: time-averaged membrane of a leaky output layer, or output spike counts."),
     ("--init-gain", "init_gain", float, "Scale of the uniform ±gain/√fan_in weight initialisation."),
-    ("--strategy", "strategy", click.Choice(["eggroll", "openes"]), "eggroll (low-rank ES) or openes (full-rank baseline)."),
+    ("--strategy", "strategy", click.Choice(["eggroll", "openes", "bptt"]), "eggroll (low-rank ES), openes (full-rank ES baseline) or bptt (surrogate-gradient backprop baseline; give it --lr ~0.001-0.005)."),
     ("--rank", "rank", int, "Rank r of EGGROLL's A·Bᵀ perturbations (1 <= r <= min(m, n))."),
     ("--population", "population", int, "Population size N (even: antithetic pairs)."),
     ("--sigma", "sigma", float, "Noise scale σ (> 0)."),
@@ -34,7 +34,7 @@ TRAIN_OPTIONS = [
     ("--shaping", "shaping", click.Choice(["centered_ranks", "zscore", "none"]), "Fitness shaping."),
     ("--temperature", "temperature", float, "Softmax temperature of the cross-entropy fitness."),
     ("--optimizer", "optimizer", click.Choice(["adam", "sgd"]), "Optimizer the ES gradient is handed to (adam = AdamW)."),
-    ("--lr", "lr", float, "Learning rate."),
+    ("--lr", "lr", float, "Learning rate (the default suits ES; for --strategy bptt use ~0.001-0.005)."),
     ("--lr-schedule", "lr_schedule", click.Choice(["constant", "cosine", "linear"]), "Learning-rate schedule over the run."),
     ("--momentum", "momentum", float, "SGD momentum."),
     ("--weight-decay", "weight_decay", float, "Decoupled weight decay."),
@@ -45,6 +45,7 @@ TRAIN_OPTIONS = [
     ("--seed", "seed", int, "Seed of the initialisation, noise and minibatch order."),
     ("--device", "device", str, "auto, cpu or cuda[:i]."),
     ("--chunk-pairs", "chunk_pairs", int, "Pairs evaluated at once (default: sized to a memory budget)."),
+    ("--compile/--no-compile", "compile", bool, "Fuse the population forward with torch.compile: seconds to compile, faster generations."),
 ]
 
 
@@ -127,6 +128,89 @@ def evaluate(run_dir, dataset, data_dir, images):
     from spikeroll.api import evaluate_run
 
     click.echo(json.dumps(evaluate_run(run_dir, dataset=dataset, data_dir=data_dir, images=images), indent=2))
+
+
+@main.command()
+@click.option("--hidden", default="128", show_default=True, help="Hidden LIF layer widths, comma-separated.")
+@click.option("--population", default=512, show_default=True, help="Population size N (even).")
+@click.option("--batch-size", default=64, show_default=True, help="Minibatch size B.")
+@click.option("--time-bins", default=10, show_default=True, help="Time bins T per sample.")
+@click.option("--rank", default=1, show_default=True, help="EGGROLL rank r.")
+@click.option("--input", "input_size", default=2312, show_default=True, help="Input features per time bin (2312 = 2x34x34).")
+@click.option("--density", default=0.05, show_default=True, help="Fraction of input bits that are on in the synthetic frames.")
+@click.option("--repeats", default=3, show_default=True, help="Timed repeats per case (the median is reported).")
+@click.option("--warmup", default=1, show_default=True, help="Untimed warm-up runs per case.")
+@click.option("--threads", type=int, default=None, help="torch threads for every case [default: torch's default].")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:i] or auto.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def bench(hidden, population, batch_size, time_bins, rank, input_size, density, repeats, warmup, threads, device, as_json):
+    """Time one generation of EGGROLL vs full-rank OpenAI-ES vs plain inference, with peak memory.
+
+    Same network, synthetic data and thread count for every case; each case runs in a fresh process.
+    """
+    from spikeroll.bench import BenchConfig, format_report, run_bench
+
+    cfg = BenchConfig(hidden=parse_widths(hidden), population=population, batch_size=batch_size,
+                      time_bins=time_bins, rank=rank, input=input_size, density=density, repeats=repeats,
+                      warmup=warmup, threads=threads, device=device).validate()
+    result = run_bench(cfg)
+    click.echo(json.dumps(result) if as_json else format_report(result))
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "out_dir", default=None, help="Folder for the PNGs [default: RUN_DIR/plots for one run, ./plots for several].")
+@click.option("--sample", default=0, show_default=True, help="Validation sample shown in the spike raster.")
+@click.option("--no-raster", is_flag=True, help="Learning curves only (no data loading).")
+def plot(run_dirs, out_dir, sample, no_raster):
+    """Learning curves of one or more runs (overlaid) and a spike raster of each trained network."""
+    from spikeroll.plot import plot_runs
+
+    for path in plot_runs(run_dirs, out_dir, raster=not no_raster, sample=sample,
+                          warn=lambda message: click.echo(f"warning: {message}", err=True)):
+        click.echo(str(path))
+
+
+COMPARE_FIELDS = ("dataset", "data_dir", "images", "time_bins", "hidden", "beta", "threshold", "reset", "readout",
+                  "init_gain", "population", "sigma", "optimizer", "lr", "batch_size", "eval_every", "seed", "device")
+
+
+def _compare_options(func):
+    for flag, field, kind, text in reversed([o for o in TRAIN_OPTIONS if o[1] in COMPARE_FIELDS]):
+        default = 10 if field == "eval_every" else getattr(DEFAULTS, field)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        text = "ES learning rate (bptt uses --bptt-lr)." if field == "lr" else text
+        func = click.option(flag, field, type=kind, default=None, help=f"{text} [default: {shown}]")(func)
+    return func
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(), help="JSON or TOML file of base settings.")
+@_compare_options
+@click.option("--budget-seconds", type=float, default=None, help="Stop each run after this many training seconds [default: 60 unless --generations is given].")
+@click.option("--generations", type=int, default=None, help="Optimizer steps per run (with --budget-seconds: a cap and the lr schedule's horizon).")
+@click.option("--ranks", default="1,4,8", show_default=True, help="EGGROLL ranks, comma-separated (each <= the smallest layer width).")
+@click.option("--strategies", default="eggroll,openes,bptt", show_default=True, help="Which of eggroll,openes,bptt to run.")
+@click.option("--bptt-lr", type=float, default=2e-3, show_default=True, help="BPTT's learning rate.")
+@click.option("--out", "out_dir", default="runs/compare", show_default=True, help="Folder for the run directories, compare.md and compare.png.")
+@click.option("--overwrite", is_flag=True, help="Replace runs already in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def compare(config_file, budget_seconds, generations, ranks, strategies, bptt_lr, out_dir, overwrite, quiet, **overrides):
+    """EGGROLL at each rank, OpenAI-ES and BPTT on the same network, data and budget.
+
+    Each run is an ordinary run directory under --out, trained in its own process (its peak RSS is
+    measured there). Writes OUT/compare.md (the table below) and OUT/compare.png (accuracy against
+    training time), and prints the table.
+    """
+    from spikeroll.compare import compare_runs, parse_ranks, parse_strategies
+
+    ranks, strategies = parse_ranks(ranks), parse_strategies(strategies)
+    cfg = build_config(config_file, None, overrides)
+    if overrides.get("eval_every") is None and cfg.eval_every == DEFAULTS.eval_every:
+        cfg.eval_every = 10  # denser accuracy-against-time curves than a training run's default
+    compare_runs(cfg, out_dir, ranks=ranks, strategies=strategies, generations=generations,
+                 budget_seconds=budget_seconds, bptt_lr=bptt_lr, overwrite=overwrite, progress=not quiet,
+                 echo=click.echo)
 
 
 if __name__ == "__main__":
