@@ -68,3 +68,19 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     assert run("train", *TINY, "--out", str(out)).exit_code == 0
     (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
     assert_one_line_error(run("eval", str(out)), "checkpoint", "cannot be read")
+
+
+def test_unknown_choice_is_one_line():
+    assert_one_line_error(run("train", "--strategy", "foo"), "--strategy", "foo", "--help")
+
+
+def test_data_stats_digits_json():
+    result = run("data", "stats", "--json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["samples"] == 1797 and sum(stats["class_counts"].values()) == 1797
+    assert 0.4 < stats["on_fraction"] < 0.6 and abs(sum(stats["saccade_share"]) - 1) < 1e-9
+
+
+def test_data_stats_bad_dataset():
+    assert_one_line_error(run("data", "stats", "--dataset", "foo"), "foo", "digits")

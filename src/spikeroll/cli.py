@@ -62,6 +62,9 @@ class FriendlyGroup(click.Group):
             return super().invoke(ctx)
         except SpikerollError as exc:
             _fail(str(exc))
+        except click.UsageError as exc:  # bad option values: one line, like every other error
+            command = exc.ctx.command_path if exc.ctx else "spikeroll"
+            _fail(f"{exc.format_message().rstrip('.')}; see `{command} --help`")
         except KeyboardInterrupt:
             _fail("interrupted; the last checkpoint is intact, continue with --resume")
 
@@ -211,6 +214,27 @@ def compare(config_file, budget_seconds, generations, ranks, strategies, bptt_lr
     compare_runs(cfg, out_dir, ranks=ranks, strategies=strategies, generations=generations,
                  budget_seconds=budget_seconds, bptt_lr=bptt_lr, overwrite=overwrite, progress=not quiet,
                  echo=click.echo)
+
+
+@main.group()
+def data():
+    """Inspect datasets."""
+
+
+@data.command()
+@click.option("--dataset", default="digits", show_default=True, help="digits, nmnist or nmnist-sim.")
+@click.option("--data-dir", default=None, help="Dataset root (nmnist: the folder holding Train/ and Test/).")
+@click.option("--images", default=None, help="For nmnist-sim: an MNIST IDX image file or a folder of images.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def stats(dataset, data_dir, images, as_json):
+    """Per-class counts, events per sample, ON fraction, recording length and saccade timing."""
+    from spikeroll.data import DATASETS, dataset_stats
+    from spikeroll.data.stats import format_stats
+
+    if dataset not in DATASETS:
+        raise SpikerollError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    result = dataset_stats(dataset, data_dir, images=images)
+    click.echo(json.dumps(result, indent=2) if as_json else format_stats(result))
 
 
 if __name__ == "__main__":

@@ -65,3 +65,19 @@ def dataset_stats(name: str, data_dir: str | None = None, images: str | None = N
     for ev, s, n, labels, _ in load_recordings(name, data_dir, images=images):
         acc.add(ev, s, n, labels)
     return {"dataset": name, **acc.result()}
+
+
+def format_stats(stats: dict) -> str:
+    """A human-readable summary of dataset_stats' result."""
+    e, length = stats["events_per_sample"], stats["length_ms"]
+    lines = [
+        f"dataset            {stats['dataset']} ({stats['samples']} recordings)",
+        f"events per sample  mean {e['mean']:.0f}, min {e['min']:.0f}, max {e['max']:.0f}",
+        f"ON fraction        {stats['on_fraction']:.3f}",
+        f"length (ms)        mean {length['mean']:.1f}, min {length['min']:.1f}, max {length['max']:.1f}",
+        "saccade share      " + " / ".join(f"{share:.3f}" for share in stats["saccade_share"])
+        + "   (events in 0-105, 105-210, 210+ ms)",
+    ]
+    if "class_counts" in stats:
+        lines.append("class counts       " + "  ".join(f"{k}:{v}" for k, v in stats["class_counts"].items()))
+    return "\n".join(lines)
