@@ -148,12 +148,3 @@ def test_strategy_rejects_bad_population_or_rank(population, rank):
     with pytest.raises(SpikerollError):
         EvolutionStrategy(SpikingNet([10, 3, 3]), population, rank)
 
-
-def test_compiled_population_forward_equals_explicit_weights(frames):
-    net = tiny_net()
-    net.compile()
-    es = EvolutionStrategy(net, population=4, rank=2, seed=5)
-    got = net.population_logits(frames, lambda pairs: es.ask(1, pairs, 0.3), es.pairs, chunk_pairs=1)
-    for member in range(4):
-        want = reference_logits(explicit_member_params(es, 1, 0.3, member), frames, 0.8, 0.5, "subtract", "membrane")
-        torch.testing.assert_close(got[member], want)

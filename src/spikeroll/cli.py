@@ -45,7 +45,6 @@ TRAIN_OPTIONS = [
     ("--seed", "seed", int, "Seed of the initialisation, noise and minibatch order."),
     ("--device", "device", str, "auto, cpu or cuda[:i]."),
     ("--chunk-pairs", "chunk_pairs", int, "Pairs evaluated at once (default: sized to a memory budget)."),
-    ("--compile/--no-compile", "compile", bool, "Fuse the population forward with torch.compile: seconds to compile, faster generations."),
 ]
 
 

@@ -51,7 +51,6 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     chunk_pairs: int | None = None  # pairs evaluated at once; None = sized to a memory budget
-    compile: bool = False  # torch.compile the population forward
 
     def validate(self) -> "TrainConfig":
         from spikeroll.model import READOUTS, RESETS

@@ -122,16 +122,15 @@ def perturbed_current(
             base = torch.matmul(h, weight.t()) + bias
         x = h.reshape(T * B, n)
         if noise.weight_full is not None:  # one GEMM against every pair's noise at once
-            delta = (x @ noise.weight_full.reshape(P * out, n).t()).view(T * B, P, out).transpose(0, 1)
+            delta = (x @ noise.weight_full.reshape(P * out, n).t()).view(T * B, P, out).transpose(0, 1).contiguous()
         else:
             xb = x @ noise.weight_b.transpose(0, 1).reshape(n, -1)  # (TB, P·r)
             xb, at = xb.view(T * B, P, -1).transpose(0, 1), noise.weight_a.transpose(1, 2)
             delta = torch.matmul(xb, at) if noise.bias is None else torch.baddbmm(noise.bias[:, None, :], xb, at)
         if noise.bias is not None and noise.weight_full is not None:
             delta = delta + noise.bias[:, None, :]
-        current = h.new_empty(P, 2, T * B, out)  # contiguous whatever the inputs' strides
-        torch.addcmul(base.view(1, 1, T * B, out), sign, delta.unsqueeze(1), out=current)
-        return current.view(2 * P, T, B, out)
+        current = torch.addcmul(base.view(1, 1, T * B, out), sign, delta.unsqueeze(1))  # (P, 2, TB, out)
+        return current.reshape(2 * P, T, B, out)
     # A pair's two members are one contiguous block x_k (2TB × n). Products are formed transposed,
     # (out × n)·x_kᵀ, which BLAS runs about 2x faster than x_k·(n × out) when `out` is small.
     xt = h.view(P, 2 * T * B, n).transpose(1, 2)
@@ -143,10 +142,9 @@ def perturbed_current(
         base, delta = both[:, :out], torch.bmm(noise.weight_a, both[:, out:])
     if noise.bias is not None:
         delta = delta + noise.bias[:, :, None]
-    current = h.new_empty(P, 2, T * B, out)
-    torch.addcmul((base + bias[:, None]).view(P, out, 2, T * B), sign.view(1, 1, 2, 1),
-                  delta.view(P, out, 2, T * B), out=current.permute(0, 3, 1, 2))
-    return current.view(2 * P, T, B, out)
+    current = torch.addcmul((base + bias[:, None]).view(P, out, 2, T * B), sign.view(1, 1, 2, 1),
+                            delta.view(P, out, 2, T * B))
+    return current.permute(0, 2, 3, 1).reshape(2 * P, T, B, out)
 
 
 class SpikingNet:
@@ -187,12 +185,6 @@ class SpikingNet:
             self.params[f"layer{i}.weight"] = w.to(device)
             self.params[f"layer{i}.bias"] = torch.zeros(n_out, device=device)
 
-        self._chunk_forward = self._run
-
-    def compile(self) -> None:
-        """Fuse the population forward of each chunk with torch.compile (needs a C++ compiler on
-        CPU). Compiling takes seconds per distinct chunk shape, then each generation runs faster."""
-        self._chunk_forward = torch.compile(self._run, dynamic=False)
 
     @property
     def num_parameters(self) -> int:
@@ -241,7 +233,7 @@ class SpikingNet:
         weight, bias = self.layer_params()[0]
         first_base = torch.matmul(h, weight.t()) + bias
         chunk = chunk_pairs or pairs
-        return torch.cat([self._chunk_forward(h, noise(range(s, min(s + chunk, pairs))), first_base)
+        return torch.cat([self._run(h, noise(range(s, min(s + chunk, pairs))), first_base)
                           for s in range(0, pairs, chunk)])
 
     def logits(self, frames: torch.Tensor) -> torch.Tensor:

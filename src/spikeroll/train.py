@@ -96,7 +96,7 @@ def auto_chunk_pairs(cfg: TrainConfig, net: SpikingNet, batch: int) -> int:
     per_pair = cfg.time_bins * 2 * batch * widest * 4  # one layer's currents for both members
     pairs = cfg.population // 2
     largest = max(1, min(pairs, ACTIVATION_BUDGET_BYTES // per_pair))
-    # prefer equal chunks (one shape: torch.compile compiles once) when a divisor is close enough
+    # prefer equal chunks when a divisor is close enough (no small remainder chunk)
     divisor = max(d for d in range(1, largest + 1) if pairs % d == 0)
     return divisor if 2 * divisor >= largest else largest
 
@@ -113,8 +113,6 @@ class Trainer:
         in_features = data.train.frames[0, 0].numel()  # one time bin, flattened
         classes = int(max(int(data.train.labels.max()), 9)) + 1
         self.net = make_network(cfg, in_features, classes, self.device)
-        if cfg.compile:
-            self.net.compile()
         self.strategy = None if cfg.strategy == "bptt" else EvolutionStrategy(
             self.net, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
         params = list(self.net.params.values())
