@@ -1,7 +1,7 @@
 """Surrogate-gradient baseline: the same SNN trained with backpropagation through time (BPTT).
 
 Everything but the gradient is shared with the ES strategies: the network (layers, β, θ, reset,
-readout), the data and the minibatch of each step (`batch_indices`), the loss (cross-entropy at the
+readout), the data and the (augmented) minibatch of each step (`Trainer.minibatch`), the loss (cross-entropy at the
 config's temperature, i.e. −fitness), the optimizer, lr schedule and weight decay, and the run
 directory (metrics.jsonl, checkpoints, resume, report.json). One "generation" of BPTT is one
 optimizer step on one minibatch.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from spikeroll.train import batch_indices
 
 
 def bptt_step(trainer) -> dict:
@@ -30,11 +29,8 @@ def bptt_step(trainer) -> dict:
     batch (there is a single network, not a population), train_batch_accuracy of the network
     before the update, and sigma = None.
     """
-    cfg, g, net = trainer.cfg, trainer.generation, trainer.net
-    data = trainer.data.train
-    idx = batch_indices(cfg.seed, g, len(data.labels), cfg.batch_size)
-    frames = data.frames[idx].to(trainer.device, torch.float32)
-    labels = data.labels[idx].to(trainer.device)
+    cfg, net = trainer.cfg, trainer.net
+    frames, labels = trainer.minibatch()
     params = list(net.params.values())
     for p in params:  # set lazily: loading a checkpoint copies into the parameters in place first
         if not p.requires_grad:

@@ -22,6 +22,8 @@ class TrainConfig:
     images: str | None = None
     time_bins: int = 10
     val_fraction: float = 0.2
+    augment_shift: int = 0  # random spatial shift of training samples, in pixels (0 = off)
+    augment_drop: float = 0.0  # probability of dropping each event bin of a training sample
     # network
     hidden: list[int] = field(default_factory=lambda: [128])
     beta: float = 0.9
@@ -78,6 +80,8 @@ class TrainConfig:
             (self.readout in READOUTS, f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}"),
             (self.eval_every >= 1 and self.checkpoint_every >= 1, "eval_every and checkpoint_every must be >= 1"),
             (0.0 < self.val_fraction < 1.0, f"val_fraction={self.val_fraction} must be in (0, 1)"),
+            (self.augment_shift >= 0, f"augment_shift={self.augment_shift} must be >= 0"),
+            (0.0 <= self.augment_drop < 1.0, f"augment_drop={self.augment_drop} must be in [0, 1)"),
         ]
         for ok, message in checks:
             if not ok:

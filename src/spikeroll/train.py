@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from spikeroll.augment import augment_frames
 from spikeroll.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
 from spikeroll.errors import SpikerollError
@@ -170,17 +171,22 @@ class Trainer:
         })
 
     # one generation ----------------------------------------------------------------------------
+    def minibatch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generation g's (augmented) training minibatch: a pure function of (seed, g)."""
+        cfg, g, train = self.cfg, self.generation, self.data.train
+        idx = batch_indices(cfg.seed, g, len(train.labels), cfg.batch_size)
+        frames = augment_frames(train.frames[idx], cfg.seed, g, cfg.augment_shift, cfg.augment_drop)
+        return frames.to(self.device, torch.float32), train.labels[idx].to(self.device)
+
     def step(self) -> dict:
         if self.cfg.strategy == "bptt":  # surrogate-gradient baseline, see spikeroll.bptt
             from spikeroll.bptt import bptt_step
 
             return bptt_step(self)
         cfg, g = self.cfg, self.generation
-        idx = batch_indices(cfg.seed, g, len(self.data.train.labels), cfg.batch_size)
-        frames = self.data.train.frames[idx].to(self.device, torch.float32)
-        labels = self.data.train.labels[idx].to(self.device)
+        frames, labels = self.minibatch()
         sigma = sigma_at(cfg, g)
-        chunk = auto_chunk_pairs(cfg, self.net, len(idx))
+        chunk = auto_chunk_pairs(cfg, self.net, len(labels))
         with torch.no_grad():
             logits = self.net.population_logits(
                 frames, lambda pairs: self.strategy.ask(g, pairs, sigma), self.strategy.pairs, chunk)
