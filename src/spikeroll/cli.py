@@ -20,6 +20,7 @@ TRAIN_OPTIONS = [
     ("--data-dir", "data_dir", str, "Dataset root, e.g. the folder holding N-MNIST's Train/ and Test/."),
     ("--images", "images", str, "For nmnist-sim: an MNIST IDX image file or a folder of images to simulate."),
     ("--time-bins", "time_bins", int, "Time bins T per recording."),
+    ("--val-fraction", "val_fraction", float, "Share of the training set held out for validation (nmnist, nmnist-sim)."),
     ("--augment-shift", "augment_shift", int, "Shift each training sample by up to this many pixels (0 = off)."),
     ("--augment-drop", "augment_drop", float, "Drop each event bin of a training sample with this probability."),
     ("--hidden", "hidden", str, "Hidden LIF layer widths, comma-separated, e.g. 128 or 256,128."),

@@ -94,7 +94,8 @@ def auto_chunk_pairs(cfg: TrainConfig, net: SpikingNet, batch: int) -> int:
     if cfg.chunk_pairs:
         return cfg.chunk_pairs
     widest = max(net.sizes[1:])
-    per_pair = cfg.time_bins * 2 * batch * widest * 4  # one layer's currents for both members
+    # live per pair: a layer's currents and spikes for both members plus a temporary of that size
+    per_pair = 3 * cfg.time_bins * 2 * batch * widest * 4
     pairs = cfg.population // 2
     largest = max(1, min(pairs, ACTIVATION_BUDGET_BYTES // per_pair))
     # prefer equal chunks when a divisor is close enough (no small remainder chunk)
