@@ -18,7 +18,6 @@ time, so --population can go up to 512 within memory, at the cost of time.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform

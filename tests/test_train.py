@@ -36,9 +36,10 @@ def metrics(run_dir):
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
-@pytest.mark.parametrize("strategy", ["eggroll", "openes"])
+@pytest.mark.parametrize("strategy", ["eggroll", "openes", "bptt"])
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch, strategy):
-    data, cfg = synthetic_data(), small_config(strategy=strategy)
+    data = synthetic_data()  # augmented minibatches too must replay identically after a resume
+    cfg = small_config(strategy=strategy, augment_shift=1, lr=0.01 if strategy == "bptt" else 0.05)
     Trainer(cfg, tmp_path / "full", data).run(progress=False)
 
     real_step = Trainer.step
@@ -59,6 +60,8 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, strategy):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
     assert [m["generation"] for m in metrics(tmp_path / "cut")] == list(range(6))
+    population = json.loads((tmp_path / "cut" / "report.json").read_text())["population"]
+    assert population == (None if strategy == "bptt" else 8)
 
 
 def test_finished_run_is_not_overwritten(tmp_path):
