@@ -176,8 +176,9 @@ def plot(run_dirs, out_dir, sample, no_raster):
         click.echo(str(path))
 
 
-COMPARE_FIELDS = ("dataset", "data_dir", "images", "time_bins", "hidden", "beta", "threshold", "reset", "readout",
-                  "init_gain", "population", "sigma", "optimizer", "lr", "batch_size", "eval_every", "seed", "device")
+COMPARE_FIELDS = ("dataset", "data_dir", "images", "time_bins", "val_fraction", "augment_shift", "augment_drop",
+                  "hidden", "beta", "threshold", "reset", "readout", "init_gain", "population", "sigma",
+                  "optimizer", "lr", "batch_size", "eval_every", "seed", "device")
 
 
 def _compare_options(func):
