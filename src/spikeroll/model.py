@@ -121,14 +121,14 @@ def perturbed_current(
         if base is None:
             base = torch.matmul(h, weight.t()) + bias
         x = h.reshape(T * B, n)
+        bias_noise = 0.0 if noise.bias is None else noise.bias[:, None, :]
         if noise.weight_full is not None:  # one GEMM against every pair's noise at once
-            delta = (x @ noise.weight_full.reshape(P * out, n).t()).view(T * B, P, out).transpose(0, 1).contiguous()
-        else:
-            xb = x @ noise.weight_b.transpose(0, 1).reshape(n, -1)  # (TB, P·r)
-            xb, at = xb.view(T * B, P, -1).transpose(0, 1), noise.weight_a.transpose(1, 2)
-            delta = torch.matmul(xb, at) if noise.bias is None else torch.baddbmm(noise.bias[:, None, :], xb, at)
-        if noise.bias is not None and noise.weight_full is not None:
-            delta = delta + noise.bias[:, None, :]
+            delta = (x @ noise.weight_full.reshape(P * out, n).t()).view(T * B, P, out).transpose(0, 1)
+            delta = delta + bias_noise if noise.bias is not None else delta.contiguous()
+        else:  # (x·B_k)·A_kᵀ: a (TB × n)(n × P·r) product, then P skinny (TB × r)(r × out) ones
+            xb = (x @ noise.weight_b.transpose(0, 1).reshape(n, -1)).view(T * B, P, -1).transpose(0, 1)
+            delta = torch.baddbmm(bias_noise, xb, noise.weight_a.transpose(1, 2)) if noise.bias is not None \
+                else torch.bmm(xb, noise.weight_a.transpose(1, 2))
         current = torch.addcmul(base.view(1, 1, T * B, out), sign, delta.unsqueeze(1))  # (P, 2, TB, out)
         return current.reshape(2 * P, T, B, out)
     # A pair's two members are one contiguous block x_k (2TB × n). Products are formed transposed,
