@@ -90,11 +90,12 @@ def test_simulator_square_edges_and_polarity():
     # the square spans 6..21; shifts are 0..7 px: pixels always inside or far outside never fire
     assert not np.any((u >= 15) & (u <= 20) & (v >= 15) & (v <= 20))
     assert not np.any((u < 5) | (v < 5) | (u > 30) | (v > 30))
-    s1 = t < 105_000  # first saccade moves right and down: ON on the leading (right/bottom) edges
-    assert x[s1 & (p == 1)].mean() > x[s1 & (p == 0)].mean() + 3
-    assert y[s1 & (p == 1)].mean() > y[s1 & (p == 0)].mean() + 3
-    s3 = t >= 210_000  # third saccade moves left: ON on the left edge
-    assert x[s3 & (p == 1)].mean() < x[s3 & (p == 0)].mean() - 3
+    # N-MNIST's convention, measured on real recordings: ON on the trailing edge of the motion
+    s1 = t < 105_000  # first saccade moves right and down: ON on the trailing (left/top) edges
+    assert x[s1 & (p == 1)].mean() < x[s1 & (p == 0)].mean() - 3
+    assert y[s1 & (p == 1)].mean() < y[s1 & (p == 0)].mean() - 3
+    s3 = t >= 210_000  # third saccade moves left: ON on the right edge
+    assert x[s3 & (p == 1)].mean() > x[s3 & (p == 0)].mean() + 3
     assert abs(p.mean() - 0.5) < 0.1
 
 

@@ -108,3 +108,12 @@ def test_simulator_matches_real_nmnist_within_10_percent():
     assert abs(sim["events_per_sample"]["mean"] / real["events_per_sample"]["mean"] - 1) < 0.1
     for a, b in zip(sim["saccade_share"], real["saccade_share"]):
         assert abs(a / b - 1) < 0.1
+
+    def on_minus_off_position(recordings):
+        """Mean x+y of ON minus OFF events in the first saccade (the digit drifts towards +x,+y)."""
+        ev = np.concatenate([r[r["t"] < 105_000] for r in recordings])
+        pos = ev["x"].astype(float) + ev["y"]
+        return pos[ev["p"] == 1].mean() - pos[ev["p"] == 0].mean()
+    real_side = on_minus_off_position(real_recs[:256])
+    sim_side = on_minus_off_position(simulate_saccades(imgs[:256], seed=0))
+    assert real_side < -2 and sim_side < -2  # both: ON events on the trailing edge

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: simulator polarity follows the real N-MNIST recordings
 _META = "__meta__"
 
 

@@ -4,8 +4,13 @@ N-MNIST (Orchard et al. 2015) filmed MNIST digits on a monitor with an ATIS came
 three 105 ms saccades tracing a triangle. Here the digit (scaled to 28x28) sits at `origin` in
 the 34x34 sensor and is shifted by (0,0)->(3.5,7)->(7,0)->(0,0) px (x, y), linearly in time,
 with bilinear sub-pixel interpolation. Each pixel keeps a reference log-intensity; whenever
-log(I + log_eps) moves k contrast thresholds away from it, k events fire (ON for increases) and
-the reference follows. Crossing times are interpolated inside the time step, then jittered.
+log(I + log_eps) moves k contrast thresholds away from it, k events fire and the reference
+follows. Polarity follows the real recordings, not the textbook: in N-MNIST files an ON event
+(bit 23 = 1) marks a pixel getting *darker* in this image frame. Measured on the 1,000 shared real
+recordings, ON events sit on the trailing edge of the digit's motion (first saccade, drifting to
++x,+y: mean x+y of ON events 30.9 vs OFF 35.1), so a bright digit's trailing edge fires ON here too;
+with the textbook convention a network trained on simulated recordings classified real ones at
+18.8 %, with swapped channels at 70.4 %. Crossing times are interpolated inside the time step, then jittered.
 Per-pixel threshold mismatch and uniform background noise events are added. Images are
 simulated in chunks, all images of a chunk at once, one time step after the other.
 """
@@ -145,7 +150,7 @@ def _simulate_chunk(img: np.ndarray, rng: np.random.Generator, p: dict) -> tuple
             frac = np.clip((level - l0) / np.where(l1 != l0, l1 - l0, 1), 0, 1)  # linear in-step timing
             s, yx = np.divmod(idx[rep], H * W)
             y, x = np.divmod(yx, W)
-            chunks.append((s, x + x_lo, y + y_lo, (sign[rep] > 0).astype(np.uint8), times[k - 1] + frac * dt))
+            chunks.append((s, x + x_lo, y + y_lo, (sign[rep] < 0).astype(np.uint8), times[k - 1] + frac * dt))
         prev, cur = cur, prev
     # background noise: Poisson count per sample, uniform in space, polarity and time
     m = rng.poisson(p["noise_hz"] * SENSOR * SENSOR * total / 1e6, n)
