@@ -103,3 +103,16 @@ def test_eggroll_learns_easy_task(tmp_path):
     cfg = small_config(population=64, generations=60, lr=0.05, sigma=0.1, eval_every=60, checkpoint_every=60)
     report = Trainer(cfg, tmp_path, synthetic_data()).run(progress=False)
     assert report["train_accuracy"] >= 0.9 and report["val_accuracy"] >= 0.8
+
+
+def test_init_from_copies_a_trained_network(tmp_path):
+    data = synthetic_data()
+    Trainer(small_config(generations=3), tmp_path / "pre", data).run(progress=False)
+    pretrained = load_checkpoint(tmp_path / "pre" / "checkpoint.pt")["params"]
+    tuned = Trainer(small_config(generations=3, init_from=str(tmp_path / "pre"), seed=9), tmp_path / "ft", data)
+    for p, q in zip(tuned.net.params.values(), pretrained):  # before any step: exactly the pretrained net
+        assert torch.equal(p, q)
+    with pytest.raises(SpikerollError, match="layer sizes"):
+        Trainer(small_config(hidden=[16], init_from=str(tmp_path / "pre")), tmp_path / "bad", data)
+    with pytest.raises(SpikerollError, match="holds no checkpoint.pt"):
+        Trainer(small_config(init_from=str(tmp_path / "nothing")), tmp_path / "bad2", data)

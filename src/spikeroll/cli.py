@@ -29,6 +29,7 @@ TRAIN_OPTIONS = [
     ("--reset", "reset", click.Choice(["subtract", "zero"]), "Reset after a spike: subtract θ or set to zero."),
     ("--readout", "readout", click.Choice(["membrane", "spikes"]), "Logits: time-averaged membrane of a leaky output layer, or output spike counts."),
     ("--init-gain", "init_gain", float, "Scale of the uniform ±gain/√fan_in weight initialisation."),
+    ("--init-from", "init_from", str, "Start from the trained network of this run directory (same layer sizes), e.g. one pretrained on nmnist-sim."),
     ("--strategy", "strategy", click.Choice(["eggroll", "openes", "bptt"]), "eggroll (low-rank ES), openes (full-rank ES baseline) or bptt (surrogate-gradient backprop baseline; give it --lr ~0.001-0.005)."),
     ("--rank", "rank", int, "Rank r of EGGROLL's A·Bᵀ perturbations (1 <= r <= min(m, n))."),
     ("--population", "population", int, "Population size N (even: antithetic pairs)."),

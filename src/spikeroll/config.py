@@ -31,6 +31,7 @@ class TrainConfig:
     reset: str = "subtract"
     readout: str = "membrane"
     init_gain: float = 1.0
+    init_from: str | None = None  # start from the network of this run directory (e.g. pretrained on simulated data)
     # strategy
     strategy: str = "eggroll"
     rank: int = 1

@@ -127,6 +127,8 @@ class Trainer:
         self.generation, self.elapsed = 0, 0.0
         if resume and (self.out / CHECKPOINT).exists():
             self._restore(load_checkpoint(self.out / CHECKPOINT))
+        elif cfg.init_from:
+            self._initialise_from(Path(cfg.init_from))
         save_json(self.out / CONFIG, cfg.to_dict())
 
     # run directory ---------------------------------------------------------------------------
@@ -154,6 +156,17 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.generation, self.elapsed = state["generation"], state["elapsed"]
         self._truncate_metrics(self.generation)
+
+    def _initialise_from(self, run_dir: Path) -> None:
+        """Copy the parameters of another run's network (fine-tuning, e.g. simulated -> real)."""
+        if not (run_dir / CHECKPOINT).exists():
+            raise SpikerollError(f"--init-from {run_dir} holds no {CHECKPOINT}; pass the --out directory of a run")
+        state = load_checkpoint(run_dir / CHECKPOINT)
+        if state["sizes"] != self.net.sizes:
+            raise SpikerollError(f"--init-from {run_dir} has layer sizes {state['sizes']}, this run {self.net.sizes}; "
+                                 "use the same --hidden and input size")
+        for p, value in zip(self.net.params.values(), state["params"]):
+            p.copy_(value.to(p.device))
 
     def _truncate_metrics(self, generation: int) -> None:
         """Drop metric lines written after the checkpoint, so a resumed run's log has no duplicates."""
