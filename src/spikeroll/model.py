@@ -186,6 +186,11 @@ class SpikingNet:
             self.params[f"layer{i}.bias"] = torch.zeros(n_out, device=device)
 
 
+    def load_parameters(self, values) -> None:
+        """Copy saved parameter tensors (in `params` order) into this network, in place."""
+        for p, value in zip(self.params.values(), values):
+            p.copy_(value.to(p.device))
+
     @property
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.params.values())

@@ -150,8 +150,7 @@ class Trainer:
             pairs = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(self.cfg, k)!r}" for k in mismatched)
             raise SpikerollError(f"checkpoint in {self.out} comes from an incompatible config ({pairs}); "
                                  "resume with the original settings or use --overwrite")
-        for p, value in zip(self.net.params.values(), state["params"]):
-            p.copy_(value.to(p.device))
+        self.net.load_parameters(state["params"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generation, self.elapsed = state["generation"], state["elapsed"]
@@ -159,14 +158,11 @@ class Trainer:
 
     def _initialise_from(self, run_dir: Path) -> None:
         """Copy the parameters of another run's network (fine-tuning, e.g. simulated -> real)."""
-        if not (run_dir / CHECKPOINT).exists():
-            raise SpikerollError(f"--init-from {run_dir} holds no {CHECKPOINT}; pass the --out directory of a run")
-        state = load_checkpoint(run_dir / CHECKPOINT)
-        if state["sizes"] != self.net.sizes:
-            raise SpikerollError(f"--init-from {run_dir} has layer sizes {state['sizes']}, this run {self.net.sizes}; "
+        _, source = load_trained(run_dir)
+        if source.sizes != self.net.sizes:
+            raise SpikerollError(f"--init-from {run_dir} has layer sizes {source.sizes}, this run {self.net.sizes}; "
                                  "use the same --hidden and input size")
-        for p, value in zip(self.net.params.values(), state["params"]):
-            p.copy_(value.to(p.device))
+        self.net.load_parameters(source.params.values())
 
     def _truncate_metrics(self, generation: int) -> None:
         """Drop metric lines written after the checkpoint, so a resumed run's log has no duplicates."""
@@ -231,8 +227,11 @@ class Trainer:
         cfg = self.cfg
         bar = tqdm(total=cfg.generations if max_seconds is None else None, initial=self.generation, disable=not progress,
                    desc="generation", unit="gen", dynamic_ncols=True)
+        def finished() -> bool:
+            return self.generation >= cfg.generations or (max_seconds is not None and self.elapsed >= max_seconds)
+
         with open(self.out / METRICS, "a") as log:
-            while self.generation < cfg.generations and not (max_seconds is not None and self.elapsed >= max_seconds):
+            while not finished():
                 lr = self.optimizer.param_groups[0]["lr"]
                 start = time.perf_counter()
                 record = {"generation": self.generation, **self.step(), "lr": lr}
@@ -240,7 +239,7 @@ class Trainer:
                 self.elapsed += seconds
                 self.generation += 1
                 record["seconds"] = seconds
-                done = self.generation == cfg.generations or (max_seconds is not None and self.elapsed >= max_seconds)
+                done = finished()
                 if self.generation % cfg.eval_every == 0 or done:
                     record.update(self.evaluate())
                 log.write(json.dumps(record) + "\n")
@@ -282,6 +281,5 @@ def load_trained(run_dir: str | Path) -> tuple[TrainConfig, SpikingNet]:
     cfg = TrainConfig.from_dict(state["config"])
     sizes = state["sizes"]
     net = make_network(cfg, sizes[0], sizes[-1], resolve_device(cfg.device))
-    for p, value in zip(net.params.values(), state["params"]):
-        p.copy_(value.to(p.device))
+    net.load_parameters(state["params"])
     return cfg, net
