@@ -43,6 +43,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from spikeroll.errors import SpikerollError
+from spikeroll.memory import max_rss_bytes, reset_peak_rss, status_bytes
 
 CASES = ("eggroll", "openes", "inference")
 CLASSES = 10
@@ -174,36 +175,6 @@ def full_rank_noise_bytes(cfg: BenchConfig) -> int:
 
 
 # measurement (runs inside the subprocess) ----------------------------------------------------------
-def _status_bytes(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _maxrss_bytes() -> int:
-    import resource
-
-    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return value if sys.platform == "darwin" else value * 1024  # KiB on Linux, bytes on macOS
-
-
-def _release_free_memory() -> None:
-    import gc
-
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back, so the baseline is tight
-    except (OSError, AttributeError):
-        pass
-
-
 class _PeakMeter:
     """Peak memory the work adds after `start()`: RSS on CPU, allocated bytes on CUDA."""
 
@@ -220,20 +191,17 @@ class _PeakMeter:
             self.baseline = self.torch.cuda.memory_allocated()
             self.method = "torch.cuda.max_memory_allocated() - allocated after setup and warm-up"
             return
-        _release_free_memory()
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset the peak-RSS mark (Linux >= 4.0)
+        if reset_peak_rss():
             self.method = "ru_maxrss during the timed repeats (peak mark reset) - RSS after setup and warm-up"
-        except OSError:
+        else:
             self.method = "ru_maxrss (lifetime peak) - RSS after setup and warm-up"
-        rss = _status_bytes("VmRSS")
-        self.baseline = rss if rss is not None else _maxrss_bytes()
+        rss = status_bytes("VmRSS")
+        self.baseline = rss if rss is not None else max_rss_bytes()
 
     def peak(self) -> int:
         if self.cuda:
             return max(0, self.torch.cuda.max_memory_allocated() - self.baseline)
-        return max(0, _maxrss_bytes() - self.baseline)
+        return max(0, max_rss_bytes() - self.baseline)
 
 
 def _timed(work, cfg: BenchConfig, device, meter: "_PeakMeter") -> list[float]:

@@ -46,6 +46,7 @@ from pathlib import Path
 
 from spikeroll.config import TrainConfig
 from spikeroll.errors import SpikerollError
+from spikeroll.memory import max_rss_bytes, reset_peak_rss, status_bytes
 
 STRATEGY_ORDER = ("eggroll", "openes", "bptt")
 DEFAULT_RANKS = (1, 4, 8)
@@ -116,50 +117,17 @@ def plan_runs(base: TrainConfig, ranks, strategies=STRATEGY_ORDER, *, generation
 
 
 def _max_rss_mib() -> float:
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+    return max_rss_bytes() / 2**20
 
 
 def _current_rss_mib() -> float | None:
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-def _release_free_memory() -> None:
-    """Hand memory freed since (e.g. by an evaluation) back to the OS, so that it does not count as
-    resident during the next step: glibc's malloc_trim; a no-op elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's RSS high-water mark (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
-    _release_free_memory()
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
+    rss = status_bytes("VmRSS")
+    return None if rss is None else rss / 2**20
 
 
 def _peak_rss_since_reset_mib() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**10  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    peak = status_bytes("VmHWM")
+    return None if peak is None else peak / 2**20
 
 
 class _StepMemory:
@@ -186,7 +154,7 @@ class _StepMemory:
 
     def start(self) -> None:
         self.before = max(self.before, _max_rss_mib())
-        self.supported = _reset_peak_rss() and _peak_rss_since_reset_mib() is not None
+        self.supported = reset_peak_rss() and _peak_rss_since_reset_mib() is not None
 
     def whole_run(self) -> float:
         return max(self.before, _max_rss_mib(), (_peak_rss_since_reset_mib() or 0.0) if self.supported else 0.0)

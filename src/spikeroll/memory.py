@@ -1,0 +1,48 @@
+"""Process memory probes shared by `bench` and `compare` (Linux /proc, glibc; safe no-ops elsewhere)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+
+
+def max_rss_bytes() -> int:
+    """Peak resident set size of this process (since start, or since `reset_peak_rss`)."""
+    import resource
+
+    value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return value if sys.platform == "darwin" else value * 1024  # KiB on Linux, bytes on macOS
+
+
+def status_bytes(key: str) -> int | None:
+    """A /proc/self/status memory line in bytes: "VmRSS" (now) or "VmHWM" (peak since reset)."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc malloc_trim), so they do not count as resident."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reset_peak_rss() -> bool:
+    """Release free memory, then reset the RSS high-water mark (Linux >= 4.0); False where unsupported."""
+    release_free_memory()
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
