@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from spikeroll import kernels
 from spikeroll.errors import SpikerollError
 
 RESETS = ("subtract", "zero")
@@ -90,16 +91,19 @@ def lif(current: torch.Tensor, beta: float, threshold: float, reset: str) -> tor
     return spikes
 
 
-def leaky_readout(current: torch.Tensor, beta: float) -> torch.Tensor:
-    """Non-spiking leaky integrator u ← β·u + I over time (axis 1); the readout is u averaged over time.
-
-    Closed form of the same recursion: mean_t u_t = Σ_s I_s·(1 − β^(T−s)) / ((1 − β)·T), computed
-    as one weighted sum over time (β = 1 gives weights T − s).
-    """
-    T = current.shape[1]
-    steps = torch.arange(T, 0, -1, dtype=current.dtype, device=current.device)  # T − s
+def readout_weights(T: int, beta: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """w_s with mean_t u_t = Σ_s w_s·I_s for the leaky integrator u ← β·u + I over T steps:
+    w_s = (1 − β^(T−s)) / ((1 − β)·T), and (T − s)/T for β = 1."""
+    steps = torch.arange(T, 0, -1, dtype=dtype, device=device)  # T − s
     weights = steps if beta == 1.0 else (1 - beta**steps) / (1 - beta)
-    return torch.einsum("t,ntbc->nbc", weights / T, current)
+    return weights / T
+
+
+def leaky_readout(current: torch.Tensor, beta: float) -> torch.Tensor:
+    """Non-spiking leaky integrator u ← β·u + I over time (axis 1); the readout is u averaged over
+    time, computed in closed form as one weighted sum over time (`readout_weights`)."""
+    weights = readout_weights(current.shape[1], beta, current.dtype, current.device)
+    return torch.einsum("t,ntbc->nbc", weights, current)
 
 
 def perturbed_current(
@@ -177,6 +181,7 @@ class SpikingNet:
             raise SpikerollError(f"threshold={threshold} must be > 0")
         self.sizes = [int(s) for s in sizes]
         self.beta, self.threshold, self.reset, self.readout = beta, threshold, reset, readout
+        self.use_kernel = True  # False forces the PyTorch path (the reference the kernel is tested against)
         gen = torch.Generator().manual_seed(seed)
         self.params: dict[str, torch.Tensor] = {}
         for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
@@ -207,10 +212,57 @@ class SpikingNet:
     def _inputs(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (B, T, ...) -> (1, T, B, features) in the parameters' dtype."""
         dtype = self.params["layer0.weight"].dtype
+        # transpose while still in the storage dtype (uint8 frames are a quarter the bytes), then
+        # convert in one contiguous pass
         return frames.flatten(2).transpose(0, 1).contiguous().unsqueeze(0).to(dtype)
+
+    def _fused(self, h: torch.Tensor, record) -> bool:
+        """Whether the fused CPU kernel runs this forward (the PyTorch path stays the reference,
+        and serves GPUs, autograd and spike recording)."""
+        return (self.use_kernel and kernels.available() and record is None and h.device.type == "cpu"
+                and h.dtype == torch.float32 and not any(p.requires_grad for p in self.params.values()))
+
+    def _run_fused(self, h, noise, first_base=None) -> torch.Tensor:
+        """`_run` with each spiking layer and the next layer's current fused into one kernel pass.
+        Currents are laid out (members, features, T, B) here, as the kernel wants them."""
+        layers = self.layer_params()
+        _, T, B, n = h.shape
+        x = h.reshape(T * B, n)
+        xt = x.t()  # (n, TB): the kernel wants samples last
+        current = first_base if first_base is not None else self._first_base(h, fused=True)
+        members, first, xb, delta = 1, None, None, None
+        if noise is not None:
+            first = noise[0]
+            P, members = first.pairs, 2 * first.pairs
+            if first.weight_full is not None:  # E_k·xᵀ for every pair in one GEMM: (P, H, T, B)
+                delta = (first.weight_full.reshape(-1, n) @ xt).view(P, -1, T, B)
+            else:  # x·B_k for every pair in one GEMM, then transposed: (P, r, T, B)
+                xb = (x @ first.weight_b.transpose(0, 1).reshape(n, -1)).t().contiguous().view(P, -1, T, B)
+        for i in range(len(layers) - 1):
+            weight, bias = layers[i + 1]
+            to_readout = i == len(layers) - 2 and self.readout == "membrane"
+            current = kernels.lif_project(
+                current, self.beta, self.threshold, self.reset, weight, bias, members,
+                layer_noise=first if i == 0 else None, xb=xb if i == 0 else None,
+                delta=delta if i == 0 else None, next_noise=None if noise is None else noise[i + 1],
+                time_weights=readout_weights(T, self.beta) if to_readout else None)
+        if self.readout == "membrane":
+            return current[:, :, 0].transpose(1, 2)  # (N, O, 1, B) -> (N, B, O)
+        return lif(current.permute(0, 2, 3, 1), self.beta, self.threshold, self.reset).sum(1)
+
+    def _first_base(self, h, fused: bool) -> torch.Tensor:
+        """The first layer's shared current x·Wᵀ + b: (1, T, B, H), or (1, H, T, B) for the kernel."""
+        weight, bias = self.layer_params()[0]
+        if not fused:
+            return torch.matmul(h, weight.t()) + bias
+        _, T, B, n = h.shape
+        # x·Wᵀ then a transposed copy: BLAS runs this ~2x faster than W·xᵀ with x transposed
+        return (torch.addmm(bias, h.reshape(T * B, n), weight.t())).t().contiguous().view(1, -1, T, B)
 
     def _run(self, h, noise, first_base=None, record=None) -> torch.Tensor:
         """Layers from first to readout; `record` collects each spiking layer's spikes."""
+        if self._fused(h, record):
+            return self._run_fused(h, noise, first_base)
         layers = self.layer_params()
         for i, (weight, bias) in enumerate(layers):
             current = perturbed_current(h, weight, bias, None if noise is None else noise[i],
@@ -235,8 +287,7 @@ class SpikingNet:
         h = self._inputs(frames)
         if not callable(noise):
             return self._run(h, noise)
-        weight, bias = self.layer_params()[0]
-        first_base = torch.matmul(h, weight.t()) + bias
+        first_base = self._first_base(h, fused=self._fused(h, None))
         chunk = chunk_pairs or pairs
         return torch.cat([self._run(h, noise(range(s, min(s + chunk, pairs))), first_base)
                           for s in range(0, pairs, chunk)])

@@ -17,6 +17,7 @@ from spikeroll.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
 from spikeroll.errors import SpikerollError
 from spikeroll.model import SpikingNet
+from spikeroll import kernels
 from spikeroll.noise import counter_seed
 from spikeroll.strategies import EvolutionStrategy, shape_fitness
 
@@ -24,8 +25,9 @@ CHECKPOINT = "checkpoint.pt"
 REPORT = "report.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
-# Pairs are evaluated in chunks whose activations stay near the CPU cache size: measured on 2 cores,
-# chunks of ~16 pairs ran about 2x faster than the whole population at once, and memory stays bounded.
+# Pairs are evaluated in chunks whose live activations stay within this budget, so memory stays
+# bounded for any population. On the PyTorch path, chunks near the CPU cache size measured about 2x
+# faster than the whole population at once; the fused kernel keeps only small tensors alive.
 ACTIVATION_BUDGET_BYTES = 32 * 2**20
 
 
@@ -90,14 +92,22 @@ def member_fitness(logits: torch.Tensor, labels: torch.Tensor, temperature: floa
     return -ce.view(n, b).mean(1), acc
 
 
+def pair_activation_bytes(cfg: TrainConfig, sizes: list[int], batch: int) -> int:
+    """Activation bytes one antithetic pair keeps alive during the population forward."""
+    if cfg.strategy != "bptt" and kernels.available() and resolve_device(cfg.device).type == "cpu":
+        # fused kernel: the first layer's per-pair product (x·B_k, or x·E_kᵀ for full rank) plus the
+        # next layers' currents of both members (the kernel's output and the readout's input)
+        first = sizes[1] if cfg.strategy == "openes" else cfg.rank
+        return cfg.time_bins * batch * 4 * (first + 2 * 2 * max(sizes[2:]))
+    # PyTorch path: a layer's currents and spikes for both members plus a temporary of that size
+    return 3 * cfg.time_bins * 2 * batch * max(sizes[1:]) * 4
+
+
 def auto_chunk_pairs(cfg: TrainConfig, net: SpikingNet, batch: int) -> int:
     if cfg.chunk_pairs:
         return cfg.chunk_pairs
-    widest = max(net.sizes[1:])
-    # live per pair: a layer's currents and spikes for both members plus a temporary of that size
-    per_pair = 3 * cfg.time_bins * 2 * batch * widest * 4
     pairs = cfg.population // 2
-    largest = max(1, min(pairs, ACTIVATION_BUDGET_BYTES // per_pair))
+    largest = max(1, min(pairs, ACTIVATION_BUDGET_BYTES // pair_activation_bytes(cfg, net.sizes, batch)))
     # prefer equal chunks when a divisor is close enough (no small remainder chunk)
     divisor = max(d for d in range(1, largest + 1) if pairs % d == 0)
     return divisor if 2 * divisor >= largest else largest
@@ -186,7 +196,9 @@ class Trainer:
         cfg, g, train = self.cfg, self.generation, self.data.train
         idx = batch_indices(cfg.seed, g, len(train.labels), cfg.batch_size)
         frames = augment_frames(train.frames[idx], cfg.seed, g, cfg.augment_shift, cfg.augment_drop)
-        return frames.to(self.device, torch.float32), train.labels[idx].to(self.device)
+        # frames keep their storage dtype (uint8): the network converts them once it has laid
+        # them out, a quarter of the bytes to move
+        return frames.to(self.device), train.labels[idx].to(self.device)
 
     def step(self) -> dict:
         if self.cfg.strategy == "bptt":  # surrogate-gradient baseline, see spikeroll.bptt

@@ -1,0 +1,199 @@
+"""A fused CPU kernel for the population forward: one LIF layer plus the next layer's input
+current, in a single pass (numba; compiled on first use and cached on disk).
+
+Why: in eager PyTorch a LIF layer of a population is ~10 elementwise passes over an (N, T, B, H)
+tensor, each going through memory; for EGGROLL those passes, not the matrix products, were most of
+a generation. Here one job owns one member and a block of up to 64 samples, and keeps their
+membrane potentials in L1 cache for all T steps: the layer's current is formed on the fly (shared
+x·Wᵀ plus the member's perturbation), the spikes never leave the cache, and the next layer's current
+(perturbation included) is accumulated from them at once. Every inner loop runs over the samples
+of the block, which are contiguous, so the compiler vectorises it.
+
+Layout: currents are (members, features, T, B), samples last. Member n belongs to antithetic pair
+k = n // 2 and takes the pair's noise with sign + (n even) or − (n odd), as in
+`model.perturbed_current`; arithmetic is float32, so the kernel and the PyTorch path agree to
+rounding (a neuron that lands exactly on the threshold can still flip).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba is a dependency, but the PyTorch path keeps working where it cannot be imported
+    import numba
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only on installs without numba
+    numba = None
+
+BLOCK = 64  # samples per job: one AVX2 vector is 8 floats, and a block's state stays in L1
+EMPTY1 = np.zeros(0, np.float32)
+EMPTY2 = np.zeros((0, 0), np.float32)
+EMPTY3 = np.zeros((0, 0, 0), np.float32)
+EMPTY4 = np.zeros((0, 0, 0, 0), np.float32)
+
+
+def available() -> bool:
+    return numba is not None
+
+
+if numba is not None:
+
+    @njit(cache=True, nogil=True)
+    def _lif_project(base, xb, a, c, delta, beta, threshold, subtract, weight_t, bias,
+                     pb, pa, pc, pfull, time_weights, out, first_job, last_job):  # pragma: no cover
+        """Jobs first_job <= job < last_job, job = (member n, block of samples).
+
+        base   (1 or N, H, T, B)  the layer's unperturbed current (shared when its first dim is 1)
+        xb, a                     low-rank noise of this layer: (P, r, T, B) x·B_k and (P, r, H) (A_k·σ/√r)ᵀ
+        delta  (P, H, T, B)       or full-rank noise x·E_kᵀ·σ instead
+        c      (P, H)             this layer's bias noise; any noise has P = 0 when absent
+        weight_t (H, O), bias (O) the next layer's Wᵀ and bias
+        pb, pa, pc                the next layer's low-rank noise: (P, H, r) B_k, (P, O, r) A_k·σ/√r,
+                                  (P, O) bias noise; pfull (P, H, O) its full-rank noise (E_k·σ)ᵀ
+        time_weights (T,)         when given, out (N, O, 1, B) is Σ_t w_t·current_t (the leaky
+                                  readout in closed form); otherwise out (N, O, T, B) is every step
+        """
+        N, O = out.shape[0], out.shape[1]
+        H, T, B = base.shape[1], base.shape[2], base.shape[3]
+        r, r_next = a.shape[1], pa.shape[2]
+        blocks = (B + BLOCK - 1) // BLOCK
+        shared = base.shape[0] == 1
+        low, dense, noisy_bias = xb.shape[0] > 0, delta.shape[0] > 0, c.shape[0] > 0
+        next_low, next_full, next_bias = pa.shape[0] > 0, pfull.shape[0] > 0, pc.shape[0] > 0
+        reduce = time_weights.shape[0] > 0
+        inline = low and r == 1
+        beta32, threshold32 = np.float32(beta), np.float32(threshold)
+        one, zero = np.float32(1.0), np.float32(0.0)
+        # scratch, reused by every job of this call
+        v, noise = np.empty((H, BLOCK), np.float32), np.empty((H, BLOCK), np.float32)
+        spikes, x_b = np.empty((H, BLOCK), np.float32), np.empty(BLOCK, np.float32)
+        acc, acc_noise = np.empty((O, BLOCK), np.float32), np.empty((O, BLOCK), np.float32)
+        proj = np.empty((max(r_next, 1), BLOCK), np.float32)
+        for job in range(first_job, last_job):
+            n, block = job // blocks, job % blocks
+            b0 = block * BLOCK
+            nb = min(BLOCK, B - b0)
+            k = n // 2
+            sign = one if n % 2 == 0 else -one
+            row = 0 if shared else n
+            v[:, :nb] = zero
+            noise[:, :nb] = zero
+            if reduce:
+                out[n, :, 0, b0:b0 + nb] = zero
+            for t in range(T):
+                # this layer's perturbation c_k + Σ_j A_k[:, j]·(x·B_k)_j (or + x·E_kᵀ): rank 1 is
+                # formed inside the LIF loop below; higher ranks and full rank go through `noise`
+                if low and not inline:
+                    for h in range(H):
+                        for i in range(nb):
+                            noise[h, i] = zero
+                        for j in range(r):
+                            ah = a[k, j, h]
+                            for i in range(nb):
+                                noise[h, i] += xb[k, j, t, b0 + i] * ah
+                if dense:
+                    for h in range(H):
+                        for i in range(nb):
+                            noise[h, i] = delta[k, h, t, b0 + i]
+                for i in range(nb):
+                    x_b[i] = xb[k, 0, t, b0 + i] if inline else zero
+                # LIF: v ← β·v + I; spike = [v ≥ θ]; reset (branch-free, vectorised over samples)
+                for h in range(H):
+                    ch = c[k, h] if noisy_bias else zero
+                    ah = a[k, 0, h] if inline else zero
+                    for i in range(nb):
+                        current = base[row, h, t, b0 + i] + sign * (ch + ah * x_b[i] + noise[h, i])
+                        vh = beta32 * v[h, i] + current
+                        s = np.float32(vh >= threshold32)
+                        spikes[h, i] = s
+                        v[h, i] = vh - s * threshold32 if subtract else vh * (one - s)
+                # the next layer's current: Wᵀ·spikes (+ its perturbation), as rank-1 updates
+                for o in range(O):
+                    for i in range(nb):
+                        acc[o, i] = bias[o]
+                        acc_noise[o, i] = pc[k, o] if next_bias else zero
+                if next_low:
+                    proj[:, :nb] = zero
+                for h in range(H):
+                    for o in range(O):
+                        w = weight_t[h, o]
+                        for i in range(nb):
+                            acc[o, i] += w * spikes[h, i]
+                    if next_full:
+                        for o in range(O):
+                            e = pfull[k, h, o]
+                            for i in range(nb):
+                                acc_noise[o, i] += e * spikes[h, i]
+                    if next_low:
+                        for j in range(r_next):
+                            bh = pb[k, h, j]
+                            for i in range(nb):
+                                proj[j, i] += bh * spikes[h, i]
+                for o in range(O):
+                    if next_low:
+                        for j in range(r_next):
+                            ao = pa[k, o, j]
+                            for i in range(nb):
+                                acc_noise[o, i] += ao * proj[j, i]
+                    if reduce:
+                        wt = time_weights[t]
+                        for i in range(nb):
+                            out[n, o, 0, b0 + i] += wt * (acc[o, i] + sign * acc_noise[o, i])
+                    else:
+                        for i in range(nb):
+                            out[n, o, t, b0 + i] = acc[o, i] + sign * acc_noise[o, i]
+
+
+def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_noise=None,
+                xb=None, delta=None, next_noise=None, time_weights=None):
+    """Torch front end of `_lif_project` (CPU float32 tensors): the next layer's current
+    (N, O, T, B), or (N, O, 1, B) time-weighted when `time_weights` (T,) is given.
+
+    `layer_noise`/`next_noise` are `LayerNoise` of this layer and the next one (or None); `xb` is
+    x·B_k (P, r, T, B) when this layer has low-rank noise, `delta` x·E_kᵀ·σ (P, H, T, B) when it
+    has full-rank noise. Jobs are split over torch's thread count: the compiled kernel releases
+    the GIL, so plain threads run it in parallel (no second OpenMP runtime beside torch's, whose
+    idle spinning would steal the cores torch's own threads need).
+    """
+    import torch
+
+    def arr(t, empty):
+        return empty if t is None else np.ascontiguousarray(t.detach().numpy())
+
+    _, _, T, B = base.shape
+    out = torch.empty(out_members, weight.shape[0], 1 if time_weights is not None else T, B)
+    nxt = next_noise
+    args = (
+        arr(base, EMPTY4), arr(xb, EMPTY4),
+        arr(None if xb is None else layer_noise.weight_a.transpose(1, 2), EMPTY3),
+        arr(None if layer_noise is None else layer_noise.bias, EMPTY2),
+        arr(delta, EMPTY4), float(beta), float(threshold), reset == "subtract",
+        arr(weight.t(), EMPTY2), arr(bias, EMPTY1),
+        arr(None if nxt is None or nxt.weight_b is None else nxt.weight_b, EMPTY3),
+        arr(None if nxt is None or nxt.weight_a is None else nxt.weight_a, EMPTY3),
+        arr(None if nxt is None or nxt.bias is None else nxt.bias, EMPTY2),
+        arr(None if nxt is None or nxt.weight_full is None else nxt.weight_full.transpose(1, 2), EMPTY3),
+        arr(time_weights, EMPTY1), out.numpy(),
+    )
+    jobs = out_members * -(-B // BLOCK)
+    workers = max(1, min(torch.get_num_threads(), jobs))
+    if workers == 1:
+        _lif_project(*args, 0, jobs)
+        return out
+    bounds = [jobs * w // workers for w in range(workers + 1)]
+    futures = [_pool(workers).submit(_lif_project, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    for f in futures:
+        f.result()
+    return out
+
+
+_POOLS: dict[int, object] = {}
+
+
+def _pool(workers: int):
+    """One long-lived thread pool per worker count (threads are cheap to keep, slow to start)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="spikeroll-kernel")
+    return _POOLS[workers]
