@@ -72,6 +72,7 @@ if numba is not None:
         for job in range(first_job, last_job):
             n, block = job // blocks, job % blocks
             b0 = block * BLOCK
+            ub0 = np.uint64(b0)  # unsigned offsets skip the negative-index check, so loads vectorise
             nb = min(BLOCK, B - b0)
             k = n // 2
             sign = one if n % 2 == 0 else -one
@@ -90,19 +91,19 @@ if numba is not None:
                         for j in range(r):
                             ah = a[k, j, h]
                             for i in range(nb):
-                                noise[h, i] += xb[k, j, t, b0 + i] * ah
+                                noise[h, i] += xb[k, j, t, ub0 + np.uint64(i)] * ah
                 if dense:
                     for h in range(H):
                         for i in range(nb):
-                            noise[h, i] = delta[k, h, t, b0 + i]
+                            noise[h, i] = delta[k, h, t, ub0 + np.uint64(i)]
                 for i in range(nb):
-                    x_b[i] = xb[k, 0, t, b0 + i] if inline else zero
+                    x_b[i] = xb[k, 0, t, ub0 + np.uint64(i)] if inline else zero
                 # LIF: v ← β·v + I; spike = [v ≥ θ]; reset (branch-free, vectorised over samples)
                 for h in range(H):
                     ch = c[k, h] if noisy_bias else zero
                     ah = a[k, 0, h] if inline else zero
                     for i in range(nb):
-                        current = base[row, h, t, b0 + i] + sign * (ch + ah * x_b[i] + noise[h, i])
+                        current = base[row, h, t, ub0 + np.uint64(i)] + sign * (ch + ah * x_b[i] + noise[h, i])
                         vh = beta32 * v[h, i] + current
                         s = np.float32(vh >= threshold32)
                         spikes[h, i] = s
@@ -138,10 +139,10 @@ if numba is not None:
                     if reduce:
                         wt = time_weights[t]
                         for i in range(nb):
-                            out[n, o, 0, b0 + i] += wt * (acc[o, i] + sign * acc_noise[o, i])
+                            out[n, o, 0, ub0 + np.uint64(i)] += wt * (acc[o, i] + sign * acc_noise[o, i])
                     else:
                         for i in range(nb):
-                            out[n, o, t, b0 + i] = acc[o, i] + sign * acc_noise[o, i]
+                            out[n, o, t, ub0 + np.uint64(i)] = acc[o, i] + sign * acc_noise[o, i]
 
 
 def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_noise=None,
