@@ -148,3 +148,18 @@ def test_strategy_rejects_bad_population_or_rank(population, rank):
     with pytest.raises(SpikerollError):
         EvolutionStrategy(SpikingNet([10, 3, 3]), population, rank)
 
+
+
+def test_pool_frames_hand_worked():
+    """2x2 average pooling of a 3x3 frame: edge blocks average only the pixels they hold."""
+    from spikeroll.model import input_features, pool_frames
+
+    frame = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    got = pool_frames(frame.view(1, 1, 1, 3, 3), 2)[0, 0, 0]
+    want = torch.tensor([[3 / 4, 1 / 2], [0.0, 1.0]])
+    torch.testing.assert_close(got, want)
+    assert input_features((2, 34, 34), 2) == 2 * 17 * 17 and input_features((2, 3, 3), 2) == 8
+    net = SpikingNet([8, 4, 3], pool=2)
+    assert net.logits(torch.ones(5, 2, 2, 3, 3)).shape == (5, 3)
+    with pytest.raises(SpikerollError, match="--pool 1"):
+        pool_frames(torch.ones(2, 3, 9), 2)

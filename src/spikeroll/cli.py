@@ -23,6 +23,7 @@ TRAIN_OPTIONS = [
     ("--val-fraction", "val_fraction", float, "Share of the training set held out for validation (nmnist, nmnist-sim)."),
     ("--augment-shift", "augment_shift", int, "Shift each training sample by up to this many pixels (0 = off)."),
     ("--augment-drop", "augment_drop", float, "Drop each event bin of a training sample with this probability."),
+    ("--pool", "pool", int, "Average-pool frames over pool x pool pixels before the first layer (1 = off)."),
     ("--hidden", "hidden", str, "Hidden LIF layer widths, comma-separated, e.g. 128 or 256,128."),
     ("--beta", "beta", float, "Membrane decay β of every layer (v <- β·v + I)."),
     ("--threshold", "threshold", float, "Spike threshold θ."),

@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     chunk_pairs: int | None = None  # pairs evaluated at once; None = sized to a memory budget
+    pool: int = 1  # average-pool each frame over pool x pool pixels before the first layer
 
     def validate(self) -> "TrainConfig":
         from spikeroll.model import READOUTS, RESETS
@@ -75,6 +76,7 @@ class TrainConfig:
             (len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
              f"hidden={self.hidden} must list positive widths, e.g. --hidden 128 or --hidden 256,128"),
             (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
+            (self.pool >= 1, f"pool={self.pool} must be >= 1; try --pool 1 (no pooling) or --pool 2"),
             (self.lr_schedule in SCHEDULES, f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(SCHEDULES)}"),
             (self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose one of {', '.join(SHAPINGS)}"),
             (self.reset in RESETS, f"unknown reset {self.reset!r}; choose one of {', '.join(RESETS)}"),
@@ -131,5 +133,5 @@ def parse_widths(text: str) -> list[int]:
 
 
 # Settings that define the network and the experiment: a checkpoint can resume only if they match.
-ARCHITECTURE_KEYS = ("dataset", "time_bins", "hidden", "beta", "threshold", "reset", "readout",
+ARCHITECTURE_KEYS = ("dataset", "time_bins", "pool", "hidden", "beta", "threshold", "reset", "readout",
                      "strategy", "rank", "population", "seed", "optimizer")

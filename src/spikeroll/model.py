@@ -151,6 +151,26 @@ def perturbed_current(
     return current.permute(0, 2, 3, 1).reshape(2 * P, T, B, out)
 
 
+def pool_frames(frames: torch.Tensor, pool: int) -> torch.Tensor:
+    """Average each frame (B, T, C, H, W) over pool x pool pixel blocks (edge blocks partial): a
+    fixed, parameter-free input stage that cuts the first layer's inputs pool² times."""
+    if frames.dim() != 5:
+        raise SpikerollError(f"pool={pool} needs frames shaped (B, T, channels, height, width), got "
+                             f"{tuple(frames.shape)}; use --pool 1")
+    B, T, C, H, W = frames.shape
+    pooled = torch.nn.functional.avg_pool2d(frames.reshape(B * T, C, H, W), pool, ceil_mode=True,
+                                            count_include_pad=False)
+    return pooled.view(B, T, *pooled.shape[1:])
+
+
+def input_features(frame_shape: tuple[int, ...], pool: int = 1) -> int:
+    """Inputs of the first layer for one time bin of shape (C, H, W) (or any shape when pool is 1)."""
+    if pool == 1:
+        return math.prod(frame_shape)
+    C, H, W = frame_shape
+    return C * math.ceil(H / pool) * math.ceil(W / pool)
+
+
 class SpikingNet:
     """LIF layers `sizes[0] -> ... -> sizes[-1]`; the last layer is the readout.
 
@@ -168,6 +188,7 @@ class SpikingNet:
         init_gain: float = 1.0,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        pool: int = 1,
     ):
         if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
             raise SpikerollError(f"layer sizes {sizes} are invalid; give at least one positive width")
@@ -181,6 +202,7 @@ class SpikingNet:
             raise SpikerollError(f"threshold={threshold} must be > 0")
         self.sizes = [int(s) for s in sizes]
         self.beta, self.threshold, self.reset, self.readout = beta, threshold, reset, readout
+        self.pool = int(pool)
         self.use_kernel = True  # False forces the PyTorch path (the reference the kernel is tested against)
         gen = torch.Generator().manual_seed(seed)
         self.params: dict[str, torch.Tensor] = {}
@@ -210,8 +232,11 @@ class SpikingNet:
         return list(zip(values[0::2], values[1::2]))
 
     def _inputs(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, ...) -> (1, T, B, features) in the parameters' dtype."""
+        """frames (B, T, ...) -> (1, T, B, features) in the parameters' dtype, pooled first when
+        `pool` > 1."""
         dtype = self.params["layer0.weight"].dtype
+        if self.pool > 1:
+            frames = pool_frames(frames.to(dtype), self.pool)
         # transpose while still in the storage dtype (uint8 frames are a quarter the bytes), then
         # convert in one contiguous pass
         return frames.flatten(2).transpose(0, 1).contiguous().unsqueeze(0).to(dtype)

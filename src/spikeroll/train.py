@@ -16,7 +16,7 @@ from spikeroll.augment import augment_frames
 from spikeroll.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
 from spikeroll.errors import SpikerollError
-from spikeroll.model import SpikingNet
+from spikeroll.model import SpikingNet, input_features
 from spikeroll import kernels
 from spikeroll.noise import counter_seed
 from spikeroll.strategies import EvolutionStrategy, shape_fitness
@@ -68,7 +68,7 @@ def batch_indices(seed: int, generation: int, n: int, batch_size: int) -> torch.
 def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> SpikingNet:
     return SpikingNet([in_features, *cfg.hidden, classes], beta=cfg.beta, threshold=cfg.threshold,
                       reset=cfg.reset, readout=cfg.readout, init_gain=cfg.init_gain, seed=cfg.seed,
-                      device=device)
+                      device=device, pool=cfg.pool)
 
 
 @torch.no_grad()
@@ -122,7 +122,7 @@ class Trainer:
         self.data = data
         self._prepare_run_dir(resume, overwrite)
         self.device = resolve_device(cfg.device)
-        in_features = data.train.frames[0, 0].numel()  # one time bin, flattened
+        in_features = input_features(tuple(data.train.frames.shape[2:]), cfg.pool)  # one time bin
         classes = int(max(int(data.train.labels.max()), 9)) + 1
         self.net = make_network(cfg, in_features, classes, self.device)
         self.strategy = None if cfg.strategy == "bptt" else EvolutionStrategy(
