@@ -89,7 +89,7 @@ def run(args) -> dict:
             print(f"{result['seconds']:.3f} s/gen, {result['peak_bytes'] / 2**20:.1f} MiB", file=sys.stderr)
             rows.append({"hidden": hidden, "method": label, "strategy": strategy, "rank": rank,
                          "seconds": result["seconds"], "times": result["times"],
-                         "peak_bytes": result["peak_bytes"], "chunk_pairs": chunk_pairs(cfg),
+                         "peak_bytes": result["peak_bytes"], "chunk_pairs": chunk_pairs(cfg, strategy),
                          "full_rank_noise_bytes": full_rank_noise_bytes(cfg),
                          "memory_method": result["memory_method"]})
     return {

@@ -158,11 +158,11 @@ def inference_pool(cfg: BenchConfig) -> int:
     return max(1, min(total, INFERENCE_POOL_BYTES // math.prod(frame_shape(cfg))))
 
 
-def chunk_pairs(cfg: BenchConfig) -> int:
-    """Pairs the trainer evaluates at once for this config (same for eggroll and openes)."""
+def chunk_pairs(cfg: BenchConfig, strategy: str = "eggroll") -> int:
+    """Pairs the trainer evaluates at once for this config and strategy."""
     from spikeroll.train import auto_chunk_pairs
 
-    return auto_chunk_pairs(train_config(cfg, "eggroll"), SimpleNamespace(sizes=cfg.sizes), cfg.batch_size)
+    return auto_chunk_pairs(train_config(cfg, strategy), SimpleNamespace(sizes=cfg.sizes), cfg.batch_size)
 
 
 def weight_elements(cfg: BenchConfig) -> int:
@@ -305,6 +305,7 @@ def run_bench(cfg: BenchConfig, cases=CASES) -> dict:
     config = dataclasses.asdict(cfg)
     config.update(
         chunk_pairs=chunk_pairs(cfg),
+        openes_chunk_pairs=chunk_pairs(cfg, "openes"),
         inference_batch=inference_batch(cfg),
         inference_samples=cfg.population * cfg.batch_size,
         inference_distinct=inference_pool(cfg),
@@ -347,8 +348,8 @@ def format_report(result: dict) -> str:
         "",
         f"full-rank noise for the whole population (N·Σm·n·4): {_mib(c['full_rank_noise_bytes'])} MiB"
         + (f" vs openes peak {_mib(mem['openes'])} MiB" if "openes" in mem else "")
-        + f"; the trainer draws it {c['chunk_pairs']} pairs at a time "
-        f"({_mib(c['chunk_pairs'] * c['full_rank_noise_bytes'] / c['population'])} MiB per chunk)",
+        + f"; the trainer draws it {c['openes_chunk_pairs']} pairs at a time "
+        f"({_mib(c['openes_chunk_pairs'] * c['full_rank_noise_bytes'] / c['population'])} MiB per chunk)",
         f"inference: {c['inference_samples']} samples (N x B; {c['inference_distinct']} distinct, cycled beyond) "
         f"in batches of {c['inference_batch']} (inputs + one layer's currents within the trainer's "
         "activation budget)",
