@@ -83,3 +83,10 @@ def _init_with(kernel):
         _original_init(self, *args, **kwargs)
         self.use_kernel = kernel
     return init
+
+
+def test_kernel_front_end_rejects_inconsistent_shapes():
+    """The compiled kernel has no bounds checks, so its front end must refuse mismatched shapes."""
+    base = torch.zeros(1, 6, 3, 5)  # (members, H = 6, T = 3, B = 5)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        kernels.lif_project(base, 0.9, 1.0, "subtract", torch.zeros(4, 7), torch.zeros(4), 1)

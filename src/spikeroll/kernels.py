@@ -161,7 +161,14 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
     def arr(t, empty):
         return empty if t is None else np.ascontiguousarray(t.detach().numpy())
 
-    _, _, T, B = base.shape
+    _, H, T, B = base.shape
+    # the compiled kernel does no bounds checks: stop a shape mistake before it runs
+    consistent = (weight.shape[1] == H and base.shape[0] in (1, out_members)
+                  and (xb is None or tuple(xb.shape[2:]) == (T, B))
+                  and (delta is None or tuple(delta.shape[1:]) == (H, T, B)))
+    if not consistent:
+        raise ValueError(f"lif_project: inconsistent shapes (base {tuple(base.shape)}, weight "
+                         f"{tuple(weight.shape)}, {out_members} members)")
     out = torch.empty(out_members, weight.shape[0], 1 if time_weights is not None else T, B)
     nxt = next_noise
     args = (
