@@ -53,7 +53,7 @@ if numba is not None:
         time_weights (T,)         when given, out (N, O, 1, B) is Σ_t w_t·current_t (the leaky
                                   readout in closed form); otherwise out (N, O, T, B) is every step
         """
-        N, O = out.shape[0], out.shape[1]
+        O = out.shape[1]
         H, T, B = base.shape[1], base.shape[2], base.shape[3]
         r, r_next = a.shape[1], pa.shape[2]
         blocks = (B + BLOCK - 1) // BLOCK
