@@ -36,6 +36,16 @@ def available() -> bool:
     return numba is not None
 
 
+def applies(device, dtype=None, autograd: bool = False) -> bool:
+    """Whether the kernel runs a forward on `device` in `dtype` (float32 when None): the one rule
+    that both the forward and the trainer's memory budget follow. Autograd, GPUs and other dtypes
+    take the PyTorch path."""
+    import torch
+
+    return (numba is not None and torch.device(device).type == "cpu" and not autograd
+            and dtype in (None, torch.float32))
+
+
 if numba is not None:
 
     @njit(cache=True, nogil=True)

@@ -237,15 +237,15 @@ class SpikingNet:
         dtype = self.params["layer0.weight"].dtype
         if self.pool > 1:
             frames = pool_frames(frames.to(dtype), self.pool)
-        # transpose while still in the storage dtype (uint8 frames are a quarter the bytes), then
-        # convert in one contiguous pass
+        # transpose while still in the storage dtype (unpooled uint8 frames are a quarter the
+        # bytes), then convert in one contiguous pass
         return frames.flatten(2).transpose(0, 1).contiguous().unsqueeze(0).to(dtype)
 
     def _fused(self, h: torch.Tensor, record) -> bool:
         """Whether the fused CPU kernel runs this forward (the PyTorch path stays the reference,
         and serves GPUs, autograd and spike recording)."""
-        return (self.use_kernel and kernels.available() and record is None and h.device.type == "cpu"
-                and h.dtype == torch.float32 and not any(p.requires_grad for p in self.params.values()))
+        return self.use_kernel and record is None and kernels.applies(
+            h.device, h.dtype, autograd=any(p.requires_grad for p in self.params.values()))
 
     def _run_fused(self, h, noise, first_base=None) -> torch.Tensor:
         """`_run` with each spiking layer and the next layer's current fused into one kernel pass.

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from spikeroll import kernels
 from spikeroll.augment import augment_frames
 from spikeroll.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
 from spikeroll.errors import SpikerollError
 from spikeroll.model import SpikingNet, input_features
-from spikeroll import kernels
 from spikeroll.noise import counter_seed
 from spikeroll.strategies import EvolutionStrategy, shape_fitness
 
@@ -94,7 +94,7 @@ def member_fitness(logits: torch.Tensor, labels: torch.Tensor, temperature: floa
 
 def pair_activation_bytes(cfg: TrainConfig, sizes: list[int], batch: int) -> int:
     """Activation bytes one antithetic pair keeps alive during the population forward."""
-    if cfg.strategy != "bptt" and kernels.available() and resolve_device(cfg.device).type == "cpu":
+    if kernels.applies(resolve_device(cfg.device), autograd=cfg.strategy == "bptt"):
         # fused kernel: the first layer's per-pair product (x·B_k, or x·E_kᵀ for full rank) plus the
         # next layers' currents of both members (the kernel's output and the readout's input)
         first = sizes[1] if cfg.strategy == "openes" else cfg.rank
