@@ -12,7 +12,8 @@ def load_data(cfg: TrainConfig, progress: bool = True):
     from spikeroll.data import load_dataset
 
     return load_dataset(cfg.dataset, cfg.data_dir, time_bins=cfg.time_bins, images=cfg.images,
-                        val_fraction=cfg.val_fraction, seed=cfg.seed, progress=progress)
+                        val_fraction=cfg.val_fraction, seed=cfg.seed, val_ids=cfg.val_ids,
+                        progress=progress)
 
 
 def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest", *, resume: bool = False,
@@ -28,7 +29,7 @@ def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str 
     """Accuracy of a run's saved network on every split of its dataset (or another one)."""
     cfg, net = load_trained(run_dir)
     if dataset is not None:
-        cfg.dataset, cfg.data_dir, cfg.images = dataset, data_dir, images
+        cfg.dataset, cfg.data_dir, cfg.images, cfg.val_ids = dataset, data_dir, images, None
     elif data_dir is not None:
         cfg.data_dir = data_dir
     data = load_data(cfg, progress=False)

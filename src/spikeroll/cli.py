@@ -21,6 +21,7 @@ TRAIN_OPTIONS = [
     ("--images", "images", str, "For nmnist-sim: an MNIST IDX image file or a folder of images to simulate."),
     ("--time-bins", "time_bins", int, "Time bins T per recording."),
     ("--val-fraction", "val_fraction", float, "Share of the training set held out for validation (nmnist, nmnist-sim)."),
+    ("--val-ids", "val_ids", str, "nmnist: validate on the Train recordings with these file ids, e.g. 801-1000 (instead of --val-fraction)."),
     ("--augment-shift", "augment_shift", int, "Shift each training sample by up to this many pixels (0 = off)."),
     ("--augment-drop", "augment_drop", float, "Drop each event bin of a training sample with this probability."),
     ("--pool", "pool", int, "Average-pool frames over pool x pool pixels before the first layer (1 = off)."),
@@ -178,7 +179,7 @@ def plot(run_dirs, out_dir, sample, no_raster):
         click.echo(str(path))
 
 
-COMPARE_FIELDS = ("dataset", "data_dir", "images", "time_bins", "val_fraction", "augment_shift", "augment_drop",
+COMPARE_FIELDS = ("dataset", "data_dir", "images", "time_bins", "val_fraction", "val_ids", "augment_shift", "augment_drop",
                   "hidden", "beta", "threshold", "reset", "readout", "init_gain", "population", "sigma",
                   "optimizer", "lr", "batch_size", "eval_every", "seed", "device")
 

@@ -22,6 +22,7 @@ class TrainConfig:
     images: str | None = None
     time_bins: int = 10
     val_fraction: float = 0.2
+    val_ids: str | None = None  # nmnist: validate on the recordings with these file ids, e.g. "801-1000"
     augment_shift: int = 0  # random spatial shift of training samples, in pixels (0 = off)
     augment_drop: float = 0.0  # probability of dropping each event bin of a training sample
     # network

@@ -26,12 +26,17 @@ __all__ = ["DATASETS", "EVENT_DTYPE", "SACCADE_US", "SENSOR", "BinOpts", "Split"
 def load_dataset(name: str, data_dir: str | None = None, *, time_bins: int = 10, window_us: int | None = None,
                  first_saccade: bool = False, denoise: bool = False, binary: bool = True,
                  images: str | None = None, val_fraction: float = 0.2, seed: int = 0,
-                 strict: bool = False, cache_dir: str | None = None, progress: bool = True) -> Splits:
+                 strict: bool = False, cache_dir: str | None = None, progress: bool = True,
+                 val_ids: str | None = None) -> Splits:
     """Load a dataset as binned frames, building and caching them on first use.
     val_fraction and seed choose the validation part of nmnist's Train/ and of nmnist-sim's
-    images; digits uses a fixed documented split and ignores both (see Splits.info["split"])."""
+    images (for nmnist, val_ids such as '801-1000' chooses it by recording id instead); digits
+    uses a fixed documented split and ignores both (see Splits.info["split"])."""
     if name not in DATASETS:
         raise SpikerollError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    if val_ids and name != "nmnist":
+        raise SpikerollError(f"--val-ids selects N-MNIST recordings by file id; dataset {name!r} has none, "
+                             "so use --val-fraction")
     if not 0 < val_fraction < 1:
         raise SpikerollError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     opts = BinOpts(time_bins=time_bins, window_us=window_us, first_saccade=first_saccade,
@@ -41,7 +46,7 @@ def load_dataset(name: str, data_dir: str | None = None, *, time_bins: int = 10,
         return load_digits_splits(opts, cache_dir, progress)
     if name == "nmnist":
         from spikeroll.data.nmnist import load_nmnist_splits
-        return load_nmnist_splits(data_dir, opts, val_fraction=val_fraction, seed=seed, strict=strict,
+        return load_nmnist_splits(data_dir, opts, val_fraction=val_fraction, seed=seed, strict=strict, val_ids=val_ids,
                                   cache_dir=cache_dir, progress=progress)
     from spikeroll.data.simulated import load_sim_splits
     return load_sim_splits(images or data_dir, opts, val_fraction=val_fraction, seed=seed, cache_dir=cache_dir,

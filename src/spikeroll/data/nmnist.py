@@ -199,12 +199,18 @@ def file_list_hash(files: list[Path]) -> str:
     return h.hexdigest()
 
 
+def recording_ids(files: list[Path]) -> np.ndarray:
+    """Each file's recording id, the number its name carries (`00801.bin` -> 801); -1 if none."""
+    return np.array([int(f.stem) if f.stem.isdigit() else -1 for f in files], np.int64)
+
+
 def load_folder(split_dir: Path, opts: BinOpts, strict: bool, cache_dir, progress: bool):
-    """(frames uint8 (N,T,2,34,34), labels, skipped-file list) of one folder, through the cache."""
+    """(frames uint8 (N,T,2,34,34), labels, recording ids, skipped-file list, cache path) of one
+    folder, through the cache."""
     scan_problems = Problems(strict)
     files, labels = scan_folder(split_dir, scan_problems)
     params = {"bin": opts.key(), "files": file_list_hash(files), "strict": strict, "nominal_us": RECORDING_US,
-              "scan_problems": scan_problems.items}
+              "scan_problems": scan_problems.items, "ids": True}
     path = cache.cache_path("nmnist", params, cache_dir)
     hit = cache.load(path)
     if hit is not None:
@@ -212,38 +218,70 @@ def load_folder(split_dir: Path, opts: BinOpts, strict: bool, cache_dir, progres
         for item in meta["skipped"][len(scan_problems.items):]:  # repeat the file warnings on a cache hit
             warnings.warn(f"skipping {item}", stacklevel=2)
         frames = cache.unpack_frames(arrays["frames"], tuple(arrays["shape"]), opts.binary)
-        return frames, arrays["labels"], meta["skipped"], path
+        return frames, arrays["labels"], arrays["ids"], meta["skipped"], path
     problems = Problems(strict)
     problems.items = list(scan_problems.items)
-    frames, labs = [], []
-    for ev, s, n, lab, _ in iter_chunks(files, labels, problems, progress):
+    frames, labs, ids = [], [], []
+    all_ids = recording_ids(files)
+    for a, (ev, s, n, lab, ok) in zip(range(0, len(files), _CHUNK_FILES), iter_chunks(files, labels, problems, progress)):
         frames.append(bin_concat(ev, s, n, opts, total_us=RECORDING_US))
         labs.append(lab)
+        ids.append(all_ids[a:a + _CHUNK_FILES][ok])
     problems.summary()
     T = frames[0].shape[1] if frames else opts.time_bins
     frames = np.concatenate(frames) if frames else np.zeros((0, T, 2, SENSOR, SENSOR), np.uint8)
     labels = np.concatenate(labs) if labs else np.zeros(0, np.int64)
+    ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     cache.save(path, {"frames": cache.pack_frames(frames, opts.binary), "shape": np.array(frames.shape),
-                      "labels": labels}, {"skipped": problems.items})
-    return frames, labels, problems.items, path
+                      "labels": labels, "ids": ids}, {"skipped": problems.items})
+    return frames, labels, ids, problems.items, path
+
+
+def parse_id_ranges(text: str) -> list[tuple[int, int]]:
+    """'801-1000' or '1-100,901-1000' -> inclusive (first, last) id ranges."""
+    ranges = []
+    for part in text.replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        if not (first.isdigit() and (last or first).isdigit()) or int(first) > int(last or first):
+            raise SpikerollError(f"--val-ids {text!r} is not a list of recording id ranges; try --val-ids 801-1000")
+        ranges.append((int(first), int(last or first)))
+    return ranges
+
+
+def id_split(ids: np.ndarray, text: str, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: recordings whose id lies in one of the ranges of `text` validate."""
+    val = np.zeros(len(ids), bool)
+    for first, last in parse_id_ranges(text):
+        val |= (ids >= first) & (ids <= last)
+    if not val.any() or val.all():
+        side = "no" if not val.any() else "every"
+        raise SpikerollError(f"--val-ids {text} selects {side} recording of {folder} (ids {ids.min()}-{ids.max()}); "
+                             "choose ranges that leave recordings on both sides")
+    return np.flatnonzero(~val), np.flatnonzero(val)
 
 
 def load_nmnist_splits(data_dir, opts: BinOpts, *, val_fraction: float = 0.2, seed: int = 0, strict: bool = False,
-                       cache_dir=None, progress: bool = True) -> Splits:
+                       cache_dir=None, progress: bool = True, val_ids: str | None = None) -> Splits:
+    """Train/ split into train and validation (a stratified, seeded `val_fraction`, or the
+    recordings whose ids lie in `val_ids`, e.g. '801-1000'), and Test/ when present."""
     root = find_root(data_dir)
     if not (root / "Train").is_dir():
         raise SpikerollError(f"{root} has no Train/ folder; N-MNIST needs Train/<label>/*.bin for training")
-    frames, labels, skipped, path = load_folder(root / "Train", opts, strict, cache_dir, progress)
+    frames, labels, ids, skipped, path = load_folder(root / "Train", opts, strict, cache_dir, progress)
     if len(labels) < 2:
         raise SpikerollError(f"{root / 'Train'} holds {len(labels)} readable recordings; at least 2 are needed")
-    tr, va = stratified_split(labels, (1 - val_fraction, val_fraction), seed)
+    if val_ids:
+        tr, va = id_split(ids, val_ids, root / "Train")
+        how = f"validation = Train recordings with ids {val_ids}"
+    else:
+        tr, va = stratified_split(labels, (1 - val_fraction, val_fraction), seed)
+        how = f"validation = stratified {val_fraction:.0%} of Train (seed {seed})"
     as_split = lambda f, l: Split(torch.from_numpy(np.ascontiguousarray(f)), torch.from_numpy(l))
     info = {"root": str(root), "cache": {"Train": str(path)}, "skipped_files": list(skipped),
-            "split": f"validation = stratified {val_fraction:.0%} of Train (seed {seed}): "
-                     f"{len(tr)} train / {len(va)} val; "}
+            "split": f"{how}: {len(tr)} train / {len(va)} val; "}
     test = None
     if (root / "Test").is_dir():
-        tf, tl, tskip, tpath = load_folder(root / "Test", opts, strict, cache_dir, progress)
+        tf, tl, _, tskip, tpath = load_folder(root / "Test", opts, strict, cache_dir, progress)
         test = as_split(tf, tl)
         info["cache"]["Test"] = str(tpath)
         info["skipped_files"] += tskip
