@@ -180,8 +180,8 @@ def plot(run_dirs, out_dir, sample, no_raster):
 
 
 COMPARE_FIELDS = ("dataset", "data_dir", "images", "time_bins", "val_fraction", "val_ids", "augment_shift", "augment_drop",
-                  "hidden", "beta", "threshold", "reset", "readout", "init_gain", "population", "sigma",
-                  "optimizer", "lr", "batch_size", "eval_every", "seed", "device")
+                  "pool", "hidden", "beta", "threshold", "reset", "readout", "init_gain", "population", "sigma",
+                  "optimizer", "lr", "weight_decay", "batch_size", "eval_every", "seed", "device")
 
 
 def _compare_options(func):
