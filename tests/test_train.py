@@ -9,7 +9,7 @@ import torch
 from spikeroll.checkpoint import load_checkpoint
 from spikeroll.config import TrainConfig
 from spikeroll.errors import SpikerollError
-from spikeroll.train import Trainer, accuracy, batch_indices, load_trained
+from spikeroll.train import Trainer, batch_indices
 
 
 def synthetic_data(n=120, seed=0):
@@ -36,11 +36,10 @@ def metrics(run_dir):
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
-@pytest.mark.parametrize("strategy,average", [("eggroll", 0.0), ("openes", 0.0), ("bptt", 0.0),
-                                              ("eggroll", 0.7), ("bptt", 0.7)])
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch, strategy, average):
+@pytest.mark.parametrize("strategy", ["eggroll", "openes", "bptt"])
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, strategy):
     data = synthetic_data()  # augmented minibatches too must replay identically after a resume
-    cfg = small_config(strategy=strategy, augment_shift=1, lr=0.01 if strategy == "bptt" else 0.05, average=average)
+    cfg = small_config(strategy=strategy, augment_shift=1, lr=0.01 if strategy == "bptt" else 0.05)
     Trainer(cfg, tmp_path / "full", data).run(progress=False)
 
     real_step = Trainer.step
@@ -58,9 +57,6 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, strategy, average):
     full = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
     cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     for a, b in zip(full["params"], cut["params"]):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert (full["averaged"] is None) == (average == 0)
-    for a, b in zip(full["averaged"] or [], cut["averaged"] or []):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
     assert [m["generation"] for m in metrics(tmp_path / "cut")] == list(range(6))
@@ -120,28 +116,3 @@ def test_init_from_copies_a_trained_network(tmp_path):
         Trainer(small_config(hidden=[16], init_from=str(tmp_path / "pre")), tmp_path / "bad", data)
     with pytest.raises(SpikerollError, match="holds no checkpoint.pt"):
         Trainer(small_config(init_from=str(tmp_path / "nothing")), tmp_path / "bad2", data)
-
-
-@pytest.mark.parametrize("strategy", ["eggroll", "bptt"])
-def test_parameter_average_by_hand(tmp_path, strategy):
-    """--average d keeps ā_k = ā_{k-1} + max(1 − d, 1/k)·(θ_k − ā_{k-1}), computed here by hand
-    from the iterates θ_1..θ_3 of plain runs; training itself is unchanged, and evaluation, the
-    saved network and the report use ā."""
-    data = synthetic_data()
-    cfg = dict(strategy=strategy, lr=0.01 if strategy == "bptt" else 0.05, lr_schedule="constant")
-    thetas = []
-    for g in (1, 2, 3):  # constant lr: a g-generation run is the first g steps of a longer one
-        Trainer(small_config(generations=g, **cfg), tmp_path / f"plain{g}", data).run(progress=False)
-        thetas.append(load_checkpoint(tmp_path / f"plain{g}" / "checkpoint.pt")["params"])
-    report = Trainer(small_config(generations=3, average=0.6, **cfg), tmp_path / "avg", data).run(progress=False)
-    expected = [(a + b) / 2 * 0.6 + c * 0.4 for a, b, c in zip(*thetas)]  # weights 1, 1/2, then max(0.4, 1/3)
-    state = load_checkpoint(tmp_path / "avg" / "checkpoint.pt")
-    for got, want, theta3 in zip(state["averaged"], expected, thetas[2]):
-        torch.testing.assert_close(got, want)
-        assert not torch.allclose(got, theta3)
-    for got, theta3 in zip(state["params"], thetas[2]):  # the iterate follows the unaveraged path
-        torch.testing.assert_close(got, theta3, rtol=0, atol=0)
-    _, net = load_trained(tmp_path / "avg")
-    for got, want in zip(net.params.values(), expected):
-        torch.testing.assert_close(got, want)
-    assert report["val_accuracy"] == accuracy(net, data.val) and report["train_accuracy"] == accuracy(net, data.train)

@@ -44,7 +44,6 @@ TRAIN_OPTIONS = [
     ("--lr-schedule", "lr_schedule", click.Choice(["constant", "cosine", "linear"]), "Learning-rate schedule over the run."),
     ("--momentum", "momentum", float, "SGD momentum."),
     ("--weight-decay", "weight_decay", float, "Decoupled weight decay."),
-    ("--average", "average", float, "Evaluate, save and report an exponential moving average of the parameters with this decay, e.g. 0.998 (0 = off)."),
     ("--generations", "generations", int, "Generations (optimizer steps) to run in total."),
     ("--batch-size", "batch_size", int, "Minibatch size B shared by all members in a generation."),
     ("--eval-every", "eval_every", int, "Evaluate the mean network on validation/test data every K generations."),
@@ -182,7 +181,7 @@ def plot(run_dirs, out_dir, sample, no_raster):
 
 COMPARE_FIELDS = ("dataset", "data_dir", "images", "time_bins", "val_fraction", "val_ids", "augment_shift", "augment_drop",
                   "pool", "hidden", "beta", "threshold", "reset", "readout", "init_gain", "population", "sigma",
-                  "optimizer", "lr", "weight_decay", "average", "batch_size", "eval_every", "seed", "device")
+                  "optimizer", "lr", "weight_decay", "batch_size", "eval_every", "seed", "device")
 
 
 def _compare_options(func):

@@ -47,7 +47,6 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     momentum: float = 0.9
     weight_decay: float = 0.0
-    average: float = 0.0  # decay of an exponential moving average of the parameters (0 = off), see train.py
     # loop
     generations: int = 150
     batch_size: int = 128
@@ -85,7 +84,6 @@ class TrainConfig:
             (self.readout in READOUTS, f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}"),
             (self.eval_every >= 1 and self.checkpoint_every >= 1, "eval_every and checkpoint_every must be >= 1"),
             (0.0 < self.val_fraction < 1.0, f"val_fraction={self.val_fraction} must be in (0, 1)"),
-            (0.0 <= self.average < 1.0, f"average={self.average} must be in [0, 1); try --average 0.998 (or 0 for off)"),
             (self.augment_shift >= 0, f"augment_shift={self.augment_shift} must be >= 0"),
             (0.0 <= self.augment_drop < 1.0, f"augment_drop={self.augment_drop} must be in [0, 1)"),
         ]

@@ -1,20 +1,11 @@
 """The training loop: minibatch -> population fitness -> shaped ES gradient -> torch.optim step,
-with periodic evaluation of the mean network, atomic checkpoints, metrics.jsonl and resume.
-
-Parameter averaging (`average` = decay d > 0): an exponential moving average of the parameters,
-ā ← ā + w·(θ − ā) after step k (k = 1, 2, …) with w = max(1 − d, 1/k): the plain mean of the
-iterates until 1/(1 − d) steps have passed, so the start does not drag in the initialisation. An
-ES gradient estimate is mostly noise, so the iterate θ wanders around the path its signal would
-take; the average cancels much of that wandering (Polyak-Ruppert averaging). Training itself still
-follows θ; evaluation, the saved network and the report use ā.
-"""
+with periodic evaluation of the mean network, atomic checkpoints, metrics.jsonl and resume."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -144,7 +135,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda g: schedule_factor(cfg.lr_schedule, g, cfg.generations))
         self.generation, self.elapsed = 0, 0.0
-        self.averaged = [p.detach().clone() for p in params] if cfg.average > 0 else None
         if resume and (self.out / CHECKPOINT).exists():
             self._restore(load_checkpoint(self.out / CHECKPOINT))
         elif cfg.init_from:
@@ -171,10 +161,6 @@ class Trainer:
             raise SpikerollError(f"checkpoint in {self.out} comes from an incompatible config ({pairs}); "
                                  "resume with the original settings or use --overwrite")
         self.net.load_parameters(state["params"])
-        if self.averaged is not None:
-            saved_average = state.get("averaged") or state["params"]
-            for a, value in zip(self.averaged, saved_average):
-                a.copy_(value.to(a.device))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generation, self.elapsed = state["generation"], state["elapsed"]
@@ -202,28 +188,7 @@ class Trainer:
             "params": [p.detach().cpu() for p in self.net.params.values()],
             "param_names": list(self.net.params), "sizes": self.net.sizes,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "averaged": None if self.averaged is None else [a.detach().cpu() for a in self.averaged],
         })
-
-    def update_average(self) -> None:
-        """ā ← ā + w·(θ − ā) after step k = `generation` (see the module docstring)."""
-        if self.averaged is not None:
-            weight = max(1.0 - self.cfg.average, 1.0 / self.generation)
-            for a, p in zip(self.averaged, self.net.params.values()):
-                a.lerp_(p.detach(), weight)
-
-    @contextmanager
-    def evaluated_parameters(self):
-        """The network as evaluated and saved: with averaging on, ā is swapped in meanwhile."""
-        if self.averaged is None:
-            yield
-            return
-        current = [p.detach().clone() for p in self.net.params.values()]
-        self.net.load_parameters(self.averaged)
-        try:
-            yield
-        finally:
-            self.net.load_parameters(current)
 
     # one generation ----------------------------------------------------------------------------
     def minibatch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -261,11 +226,10 @@ class Trainer:
 
     # the loop ----------------------------------------------------------------------------------
     def evaluate(self, with_train: bool = False) -> dict:
-        with torch.no_grad(), self.evaluated_parameters():
-            result = {"val_accuracy": accuracy(self.net, self.data.val),
-                      "test_accuracy": accuracy(self.net, self.data.test)}
-            if with_train:
-                result["train_accuracy"] = accuracy(self.net, self.data.train)
+        result = {"val_accuracy": accuracy(self.net, self.data.val),
+                  "test_accuracy": accuracy(self.net, self.data.test)}
+        if with_train:
+            result["train_accuracy"] = accuracy(self.net, self.data.train)
         return result
 
     def run(self, progress: bool = True, max_seconds: float | None = None) -> dict:
@@ -283,10 +247,9 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 start = time.perf_counter()
                 record = {"generation": self.generation, **self.step(), "lr": lr}
-                self.generation += 1
-                self.update_average()
                 seconds = time.perf_counter() - start
                 self.elapsed += seconds
+                self.generation += 1
                 record["seconds"] = seconds
                 done = finished()
                 if self.generation % cfg.eval_every == 0 or done:
@@ -330,5 +293,5 @@ def load_trained(run_dir: str | Path) -> tuple[TrainConfig, SpikingNet]:
     cfg = TrainConfig.from_dict(state["config"])
     sizes = state["sizes"]
     net = make_network(cfg, sizes[0], sizes[-1], resolve_device(cfg.device))
-    net.load_parameters(state.get("averaged") or state["params"])  # the network the run evaluated
+    net.load_parameters(state["params"])
     return cfg, net
