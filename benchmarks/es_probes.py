@@ -1,0 +1,77 @@
+"""Two probes of what limits EGGROLL on the real subset, run on an ordinary training run.
+
+  average  keeps exponential moving averages of the parameters next to the training iterate (decays
+           0.99 .. 0.999; the plain mean until 1/(1 − d) steps have passed) and prints the
+           validation/test accuracy of the iterate and of each average every 250 generations.
+           Training itself is untouched, so the iterate is exactly the plain run's.
+  frozen   resets the first layer to its initialisation after every step, so only the readout
+           evolves: how far random first-layer features get.
+
+Usage:
+  python benchmarks/es_probes.py average OUT_DIR [train options as JSON]
+  python benchmarks/es_probes.py frozen OUT_DIR '{"init_gain": 4.5}'
+The JSON holds TrainConfig fields, e.g. '{"dataset": "nmnist", "data_dir": "../shared/data/nmnist-subset",
+"val_ids": "801-1000", "pool": 2, "weight_decay": 0.5, "augment_shift": 1, "batch_size": 256, "generations": 3000}'.
+"""
+import json
+import sys
+
+import torch
+
+from spikeroll import TrainConfig
+from spikeroll.api import load_data
+from spikeroll.train import Trainer, accuracy
+
+DECAYS = (0.99, 0.995, 0.998, 0.999)
+REPORT_EVERY = 250
+
+
+def probe_average(trainer: Trainer, data, step):
+    averages = {d: [p.detach().clone() for p in trainer.net.params.values()] for d in DECAYS}
+
+    def averaged_step():
+        record = step()
+        k = trainer.generation + 1  # the step just taken (generation is advanced after step())
+        for d, avg in averages.items():
+            for a, p in zip(avg, trainer.net.params.values()):
+                a.lerp_(p.detach(), max(1 - d, 1 / k))
+        if k % REPORT_EVERY == 0 or k == trainer.cfg.generations:
+            iterate = [p.detach().clone() for p in trainer.net.params.values()]
+            line = {"generation": k, "iterate": [accuracy(trainer.net, data.val), accuracy(trainer.net, data.test)]}
+            for d, avg in averages.items():
+                trainer.net.load_parameters(avg)
+                line[f"average {d}"] = [accuracy(trainer.net, data.val), accuracy(trainer.net, data.test)]
+            trainer.net.load_parameters(iterate)
+            print(json.dumps(line), flush=True)
+        return record
+
+    return averaged_step
+
+
+def probe_frozen(trainer: Trainer, data, step):
+    initial = {name: p.clone() for name, p in trainer.net.params.items() if name.startswith("layer0.")}
+
+    def frozen_step():
+        record = step()
+        with torch.no_grad():
+            for name, value in initial.items():
+                trainer.net.params[name].copy_(value)
+        return record
+
+    return frozen_step
+
+
+def main():
+    if len(sys.argv) < 3 or sys.argv[1] not in ("average", "frozen"):
+        sys.exit(__doc__)
+    probe, out = sys.argv[1], sys.argv[2]
+    cfg = TrainConfig.from_dict(json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}).validate()
+    data = load_data(cfg, progress=False)
+    trainer = Trainer(cfg, out, data, overwrite=True)
+    wrap = probe_average if probe == "average" else probe_frozen
+    trainer.step = wrap(trainer, data, trainer.step)
+    print(json.dumps({"final": trainer.run(progress=False)}))
+
+
+if __name__ == "__main__":
+    main()
