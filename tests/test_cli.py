@@ -1,6 +1,7 @@
 """Bad input on the command line: one clear line naming the problem and the fix, exit code 2."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -84,3 +85,14 @@ def test_data_stats_digits_json():
 
 def test_data_stats_bad_dataset():
     assert_one_line_error(run("data", "stats", "--dataset", "foo"), "foo", "digits")
+
+
+def test_shipped_configs_are_valid(tmp_path):
+    """Every file in configs/ loads, validates and names only known settings (a stale key fails)."""
+    from spikeroll.config import TrainConfig
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+    assert files, "configs/ holds no .toml files"
+    for path in files:
+        cfg = TrainConfig.from_file(path).validate()
+        assert cfg.dataset in ("digits", "nmnist", "nmnist-sim") and cfg.generations >= 1
