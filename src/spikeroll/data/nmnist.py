@@ -221,17 +221,16 @@ def load_folder(split_dir: Path, opts: BinOpts, strict: bool, cache_dir, progres
         return frames, arrays["labels"], arrays["ids"], meta["skipped"], path
     problems = Problems(strict)
     problems.items = list(scan_problems.items)
-    frames, labs, ids = [], [], []
-    all_ids = recording_ids(files)
-    for a, (ev, s, n, lab, ok) in zip(range(0, len(files), _CHUNK_FILES), iter_chunks(files, labels, problems, progress)):
+    frames, labs, readable = [], [], []
+    for ev, s, n, lab, ok in iter_chunks(files, labels, problems, progress):
         frames.append(bin_concat(ev, s, n, opts, total_us=RECORDING_US))
         labs.append(lab)
-        ids.append(all_ids[a:a + _CHUNK_FILES][ok])
+        readable.append(ok)
     problems.summary()
     T = frames[0].shape[1] if frames else opts.time_bins
     frames = np.concatenate(frames) if frames else np.zeros((0, T, 2, SENSOR, SENSOR), np.uint8)
     labels = np.concatenate(labs) if labs else np.zeros(0, np.int64)
-    ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    ids = recording_ids(files)[np.concatenate(readable)] if readable else np.zeros(0, np.int64)
     cache.save(path, {"frames": cache.pack_frames(frames, opts.binary), "shape": np.array(frames.shape),
                       "labels": labels, "ids": ids}, {"skipped": problems.items})
     return frames, labels, ids, problems.items, path
