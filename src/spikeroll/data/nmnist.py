@@ -241,9 +241,10 @@ def parse_id_ranges(text: str) -> list[tuple[int, int]]:
     ranges = []
     for part in text.replace(" ", "").split(","):
         first, _, last = part.partition("-")
-        if not (first.isdigit() and (last or first).isdigit()) or int(first) > int(last or first):
+        last = last or first  # a single id
+        if not (first.isdigit() and last.isdigit()) or int(first) > int(last):
             raise SpikerollError(f"--val-ids {text!r} is not a list of recording id ranges; try --val-ids 801-1000")
-        ranges.append((int(first), int(last or first)))
+        ranges.append((int(first), int(last)))
     return ranges
 
 
