@@ -97,3 +97,13 @@ def test_shipped_configs_are_valid():
     for path in files:
         cfg = TrainConfig.from_file(path).validate()
         assert cfg.dataset in DATASETS and cfg.generations >= 1
+
+
+def test_val_ids_none_clears_a_config_files_split(tmp_path):
+    from spikeroll.cli import build_config
+
+    path = tmp_path / "c.toml"
+    path.write_text('dataset = "nmnist"\nval_ids = "801-1000"\n')
+    assert build_config(str(path), None, {}).val_ids == "801-1000"
+    assert build_config(str(path), None, {"val_ids": "none"}).val_ids is None
+    assert build_config(str(path), None, {"val_ids": "1-100"}).val_ids == "1-100"

@@ -21,7 +21,7 @@ TRAIN_OPTIONS = [
     ("--images", "images", str, "For nmnist-sim: an MNIST IDX image file or a folder of images to simulate."),
     ("--time-bins", "time_bins", int, "Time bins T per recording."),
     ("--val-fraction", "val_fraction", float, "Share of the training set held out for validation (nmnist, nmnist-sim)."),
-    ("--val-ids", "val_ids", str, "nmnist: validate on the Train recordings with these file ids, e.g. 801-1000 (instead of --val-fraction)."),
+    ("--val-ids", "val_ids", str, "nmnist: validate on the Train recordings with these file ids, e.g. 801-1000 (instead of --val-fraction); 'none' clears a config file's."),
     ("--augment-shift", "augment_shift", int, "Shift each training sample by up to this many pixels (0 = off)."),
     ("--augment-drop", "augment_drop", float, "Drop each event bin of a training sample with this probability."),
     ("--pool", "pool", int, "Average-pool frames over pool x pool pixels before the first layer (1 = off)."),
@@ -99,6 +99,8 @@ def build_config(config_file, resume_dir, overrides: dict) -> TrainConfig:
     typed = {k: v for k, v in overrides.items() if v is not None}
     if "hidden" in typed:
         typed["hidden"] = parse_widths(typed["hidden"])
+    if str(typed.get("val_ids", "")).lower() == "none":  # back to a --val-fraction split
+        typed["val_ids"] = None
     values.update(typed)
     return TrainConfig.from_dict(values).validate()
 
