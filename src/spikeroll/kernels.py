@@ -69,14 +69,15 @@ if numba is not None:
         blocks = (B + BLOCK - 1) // BLOCK
         shared = base.shape[0] == 1
         low, dense, noisy_bias = xb.shape[0] > 0, delta.shape[0] > 0, c.shape[0] > 0
-        next_low, next_full, next_bias = pa.shape[0] > 0, pfull.shape[0] > 0, pc.shape[0] > 0
         reduce = time_weights.shape[0] > 0
+        weight_sum = np.float32(time_weights.sum()) if reduce else np.float32(0.0)
         inline = low and r == 1
         beta32, threshold32 = np.float32(beta), np.float32(threshold)
         one, zero = np.float32(1.0), np.float32(0.0)
         # scratch, reused by every job of this call
         v, noise = np.empty((H, BLOCK), np.float32), np.empty((H, BLOCK), np.float32)
         spikes, x_b = np.empty((H, BLOCK), np.float32), np.empty(BLOCK, np.float32)
+        weighted = np.empty((H, BLOCK), np.float32)  # Σ_t w_t·spikes_t, for the closed-form readout
         acc, acc_noise = np.empty((O, BLOCK), np.float32), np.empty((O, BLOCK), np.float32)
         proj = np.empty((max(r_next, 1), BLOCK), np.float32)
         for job in range(first_job, last_job):
@@ -89,8 +90,7 @@ if numba is not None:
             row = 0 if shared else n
             v[:, :nb] = zero
             noise[:, :nb] = zero
-            if reduce:
-                out[n, :, 0, b0:b0 + nb] = zero
+            weighted[:, :nb] = zero
             for t in range(T):
                 # this layer's perturbation c_k + Σ_j A_k[:, j]·(x·B_k)_j (or + x·E_kᵀ): rank 1 is
                 # formed inside the LIF loop below; higher ranks and full rank go through `noise`
@@ -109,6 +109,7 @@ if numba is not None:
                 for i in range(nb):
                     x_b[i] = xb[k, 0, t, ub0 + np.uint64(i)] if inline else zero
                 # LIF: v ← β·v + I; spike = [v ≥ θ]; reset (branch-free, vectorised over samples)
+                wt = time_weights[t] if reduce else zero
                 for h in range(H):
                     ch = c[k, h] if noisy_bias else zero
                     ah = a[k, 0, h] if inline else zero
@@ -118,42 +119,58 @@ if numba is not None:
                         s = np.float32(vh >= threshold32)
                         spikes[h, i] = s
                         v[h, i] = vh - s * threshold32 if subtract else vh * (one - s)
-                # the next layer's current: Wᵀ·spikes (+ its perturbation), as rank-1 updates
+                        if reduce:
+                            weighted[h, i] += wt * s
+                if not reduce:  # every step's current: project this step's spikes now
+                    _project(spikes, nb, k, sign, one, weight_t, bias, pb, pa, pc, pfull, acc, acc_noise, proj)
+                    for o in range(O):
+                        for i in range(nb):
+                            out[n, o, t, ub0 + np.uint64(i)] = acc[o, i]
+            if reduce:
+                # the readout is linear, so Σ_t w_t·(W·s_t + b) = W·(Σ_t w_t·s_t) + b·Σ_t w_t: one
+                # projection of the time-weighted spikes replaces T of them
+                _project(weighted, nb, k, sign, weight_sum, weight_t, bias, pb, pa, pc, pfull, acc, acc_noise, proj)
                 for o in range(O):
                     for i in range(nb):
-                        acc[o, i] = bias[o]
-                        acc_noise[o, i] = pc[k, o] if next_bias else zero
-                if next_low:
-                    proj[:, :nb] = zero
-                for h in range(H):
-                    for o in range(O):
-                        w = weight_t[h, o]
-                        for i in range(nb):
-                            acc[o, i] += w * spikes[h, i]
-                    if next_full:
-                        for o in range(O):
-                            e = pfull[k, h, o]
-                            for i in range(nb):
-                                acc_noise[o, i] += e * spikes[h, i]
-                    if next_low:
-                        for j in range(r_next):
-                            bh = pb[k, h, j]
-                            for i in range(nb):
-                                proj[j, i] += bh * spikes[h, i]
-                for o in range(O):
-                    if next_low:
-                        for j in range(r_next):
-                            ao = pa[k, o, j]
-                            for i in range(nb):
-                                acc_noise[o, i] += ao * proj[j, i]
-                    if reduce:
-                        wt = time_weights[t]
-                        for i in range(nb):
-                            out[n, o, 0, ub0 + np.uint64(i)] += wt * (acc[o, i] + sign * acc_noise[o, i])
-                    else:
-                        for i in range(nb):
-                            out[n, o, t, ub0 + np.uint64(i)] = acc[o, i] + sign * acc_noise[o, i]
+                        out[n, o, 0, ub0 + np.uint64(i)] = acc[o, i]
 
+    @njit(cache=True, nogil=True, inline="always")
+    def _project(src, nb, k, sign, bias_scale, weight_t, bias, pb, pa, pc, pfull, acc, acc_noise,
+                 proj):  # pragma: no cover
+        """acc[:, :nb] ← the next layer's current from `src` (H, block): Wᵀ·src + bias_scale·b,
+        plus sign × (its perturbation): bias_scale·c_k + A_k·(B_kᵀ·src) or E_k·src."""
+        H, O, r_next = src.shape[0], acc.shape[0], pa.shape[2]
+        next_low, next_full, next_bias = pa.shape[0] > 0, pfull.shape[0] > 0, pc.shape[0] > 0
+        zero = np.float32(0.0)
+        for o in range(O):
+            for i in range(nb):
+                acc[o, i] = bias_scale * bias[o]
+                acc_noise[o, i] = bias_scale * pc[k, o] if next_bias else zero
+        if next_low:
+            proj[:, :nb] = zero
+        for h in range(H):
+            for o in range(O):
+                w = weight_t[h, o]
+                for i in range(nb):
+                    acc[o, i] += w * src[h, i]
+            if next_full:
+                for o in range(O):
+                    e = pfull[k, h, o]
+                    for i in range(nb):
+                        acc_noise[o, i] += e * src[h, i]
+            if next_low:
+                for j in range(r_next):
+                    bh = pb[k, h, j]
+                    for i in range(nb):
+                        proj[j, i] += bh * src[h, i]
+        for o in range(O):
+            if next_low:
+                for j in range(r_next):
+                    ao = pa[k, o, j]
+                    for i in range(nb):
+                        acc_noise[o, i] += ao * proj[j, i]
+            for i in range(nb):
+                acc[o, i] += sign * acc_noise[o, i]
 
 def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_noise=None,
                 xb=None, delta=None, next_noise=None, time_weights=None):
