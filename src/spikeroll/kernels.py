@@ -6,7 +6,8 @@ tensor, each going through memory; for EGGROLL those passes, not the matrix prod
 a generation. Here one job owns one member and a block of up to 64 samples, and keeps their
 membrane potentials in L1 cache for all T steps: the layer's current is formed on the fly (shared
 x·Wᵀ plus the member's perturbation), the spikes never leave the cache, and the next layer's current
-(perturbation included) is accumulated from them at once. Every inner loop runs over the samples
+(perturbation included) is accumulated from them at once; for the leaky readout, whose time average
+is linear in the spikes, from their time-weighted sum once per block. Every inner loop runs over the samples
 of the block, which are contiguous, so the compiler vectorises it.
 
 Layout: currents are (members, features, T, B), samples last. Member n belongs to antithetic pair
