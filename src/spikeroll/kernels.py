@@ -173,6 +173,7 @@ if numba is not None:
             for i in range(nb):
                 acc[o, i] += sign * acc_noise[o, i]
 
+
 def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_noise=None,
                 xb=None, delta=None, next_noise=None, time_weights=None):
     """Torch front end of `_lif_project` (CPU float32 tensors): the next layer's current
