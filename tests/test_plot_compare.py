@@ -71,9 +71,12 @@ def test_raster_sample_out_of_range(finished_runs, tmp_path):
 
 
 def test_compare_writes_one_row_per_strategy_and_rank(tmp_path):
-    base = small_config(eval_every=1)
+    base = small_config(eval_every=1, sigma_final=0.02, weight_decay=0.25)
     rows = compare_runs(base, tmp_path, ranks=[1, 2], generations=2, data=synthetic_data(), progress=False,
                         echo=lambda *_: None, isolate=False)  # in this process: quick
+    header = (tmp_path / "compare.md").read_text().split("\n\n")[1]
+    # the settings that the runs share are stated with the table, schedules and regularisation included
+    assert "pool 1" in header and "weight decay 0.25" in header and "σ=0.1 → 0.02" in header
     assert [(r["strategy"], r["rank"]) for r in rows] == [("eggroll", 1), ("eggroll", 2), ("openes", None),
                                                           ("bptt", None)]
     table = [line for line in (tmp_path / "compare.md").read_text().splitlines() if line.startswith("| ")]

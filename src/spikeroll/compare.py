@@ -327,12 +327,14 @@ def _markdown(base: TrainConfig, table: str, budget_seconds, generations, bptt_l
         budget = f"{budget_seconds:g} training seconds per run (constant lr)"
     else:
         budget = f"{generations} generations per run"
+    sigma_end = "" if base.sigma_final is None else f" → {base.sigma_final} along the lr schedule"
     return (
         "# spikeroll compare\n\n"
-        f"Dataset `{base.dataset}`, {base.time_bins} time bins; network hidden {base.hidden}, β={base.beta}, "
-        f"θ={base.threshold}, reset {base.reset}, readout {base.readout}; batch {base.batch_size}, seed {base.seed}, "
-        f"device {base.device}. ES: population {base.population}, σ={base.sigma}, lr={base.lr}, {base.optimizer}. "
-        f"BPTT: fast-sigmoid surrogate, lr={bptt_lr}, {base.optimizer}. Budget: {budget}.\n\n"
+        f"Dataset `{base.dataset}`, {base.time_bins} time bins, pool {base.pool}; network hidden {base.hidden}, "
+        f"β={base.beta}, θ={base.threshold}, reset {base.reset}, readout {base.readout}; batch {base.batch_size}, "
+        f"weight decay {base.weight_decay}, augment shift {base.augment_shift}, seed {base.seed}, device {base.device}. "
+        f"ES: population {base.population}, σ={base.sigma}{sigma_end}, lr={base.lr} ({base.lr_schedule}), "
+        f"{base.optimizer}. BPTT: fast-sigmoid surrogate, lr={bptt_lr}, {base.optimizer}. Budget: {budget}.\n\n"
         + table +
         "\nEach run is a run directory next to this file, trained in its own fresh process one after another. "
         "s/gen and train s count generation steps only (evaluation excluded); wall s is the run's whole "
