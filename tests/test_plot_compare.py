@@ -74,12 +74,13 @@ def test_compare_writes_one_row_per_strategy_and_rank(tmp_path):
     base = small_config(eval_every=1, sigma_final=0.02, weight_decay=0.25)
     rows = compare_runs(base, tmp_path, ranks=[1, 2], generations=2, data=synthetic_data(), progress=False,
                         echo=lambda *_: None, isolate=False)  # in this process: quick
-    header = (tmp_path / "compare.md").read_text().split("\n\n")[1]
+    markdown = (tmp_path / "compare.md").read_text()
+    header = markdown.split("\n\n")[1]
     # the settings that the runs share are stated with the table, schedules and regularisation included
     assert "pool 1" in header and "weight decay 0.25" in header and "σ=0.1 → 0.02" in header
     assert [(r["strategy"], r["rank"]) for r in rows] == [("eggroll", 1), ("eggroll", 2), ("openes", None),
                                                           ("bptt", None)]
-    table = [line for line in (tmp_path / "compare.md").read_text().splitlines() if line.startswith("| ")]
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 4  # header + one row per run
     assert [line.split("|")[1].strip() for line in table[1:]] == ["eggroll", "eggroll", "openes", "bptt"]
     assert [line.split("|")[2].strip() for line in table[1:]] == ["1", "2", "full", "—"]
