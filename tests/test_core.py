@@ -128,6 +128,9 @@ def test_noise_regenerates_identically_from_counters():
     assert not torch.equal(pair_normals(8, 3, 2, range(0, 10), 15), whole)  # seed matters
     assert len({counter_seed(0, g, p, k) for g in range(5) for p in range(5) for k in range(5)}) == 125
     assert abs(float(whole.mean())) < 0.3 and 0.7 < float(whole.std()) < 1.3
+    # row k is torch.randn from a generator seeded with the cell's counter seed, and nothing else
+    gen = torch.Generator().manual_seed(counter_seed(7, 3, 2, 5))
+    assert torch.equal(whole[5], torch.randn(15, generator=gen))
 
 
 def test_centered_ranks_hand_worked_with_nan_last():

@@ -20,12 +20,15 @@ def _splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def counter_seed(seed: int, generation: int, param_index: int, pair_index: int) -> int:
-    """A 64-bit generator seed for one (seed, generation, parameter, pair) cell."""
-    h = _splitmix64(seed & _MASK64)
-    for counter in (generation, param_index, pair_index):
+def _chain(h: int, *counters: int) -> int:
+    for counter in counters:
         h = _splitmix64(h ^ (counter & _MASK64))
     return h
+
+
+def counter_seed(seed: int, generation: int, param_index: int, pair_index: int) -> int:
+    """A 64-bit generator seed for one (seed, generation, parameter, pair) cell."""
+    return _chain(_splitmix64(seed & _MASK64), generation, param_index, pair_index)
 
 
 def pair_normals(
@@ -38,7 +41,8 @@ def pair_normals(
     """
     out = torch.empty(len(pairs), numel)
     gen = torch.Generator()
+    prefix = _chain(_splitmix64(seed & _MASK64), generation, param_index)  # = counter_seed's, shared by the rows
     for row, pair in enumerate(pairs):
-        gen.manual_seed(counter_seed(seed, generation, param_index, pair))
+        gen.manual_seed(_chain(prefix, pair))
         torch.randn(numel, generator=gen, out=out[row])
     return out
