@@ -116,3 +116,23 @@ def test_init_from_copies_a_trained_network(tmp_path):
         Trainer(small_config(hidden=[16], init_from=str(tmp_path / "pre")), tmp_path / "bad", data)
     with pytest.raises(SpikerollError, match="holds no checkpoint.pt"):
         Trainer(small_config(init_from=str(tmp_path / "nothing")), tmp_path / "bad2", data)
+
+
+def test_momentum_is_adams_beta1(tmp_path):
+    """Two Adam steps on fixed ES gradients (+1, then −3) against Adam written out by hand."""
+    beta1, beta2, lr, eps = 0.5, 0.999, 0.05, 1e-8
+    tr = Trainer(small_config(momentum=beta1, lr=lr, lr_schedule="constant"), tmp_path, synthetic_data())
+    ascent = iter([1.0, -3.0])
+    tr.strategy.gradient = lambda *a, **k: [torch.full_like(p, v) for p, v in
+                                            zip(tr.net.params.values(), [next(ascent)] * 99)]
+    start = tr.net.params["layer0.bias"].clone()
+    tr.step(); tr.step()
+    g1, g2 = -1.0, 3.0  # the optimiser minimises, so it sees the negative ascent direction
+    m, v = (1 - beta1) * g1, (1 - beta2) * g1**2
+    first = lr * m / (1 - beta1) / ((v / (1 - beta2)) ** 0.5 + eps)
+    m, v = beta1 * m + (1 - beta1) * g2, beta2 * v + (1 - beta2) * g2**2
+    second = lr * (m / (1 - beta1**2)) / ((v / (1 - beta2**2)) ** 0.5 + eps)
+    expected = start - first - second
+    torch.testing.assert_close(tr.net.params["layer0.bias"], expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(SpikerollError, match="momentum=1.0 must be in"):
+        small_config(momentum=1.0).validate()

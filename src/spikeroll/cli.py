@@ -42,7 +42,7 @@ TRAIN_OPTIONS = [
     ("--optimizer", "optimizer", click.Choice(["adam", "sgd"]), "Optimizer the ES gradient is handed to (adam = AdamW)."),
     ("--lr", "lr", float, "Learning rate (the default suits ES; for --strategy bptt use ~0.001-0.005)."),
     ("--lr-schedule", "lr_schedule", click.Choice(["constant", "cosine", "linear"]), "Learning-rate schedule over the run."),
-    ("--momentum", "momentum", float, "SGD momentum."),
+    ("--momentum", "momentum", float, "SGD momentum, or Adam's beta1 (how long it averages the gradient)."),
     ("--weight-decay", "weight_decay", float, "Decoupled weight decay."),
     ("--generations", "generations", int, "Generations (optimizer steps) to run in total."),
     ("--batch-size", "batch_size", int, "Minibatch size B shared by all members in a generation."),

@@ -45,7 +45,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 0.02
     lr_schedule: str = "cosine"
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD momentum, or Adam's beta1
     weight_decay: float = 0.0
     # loop
     generations: int = 150
@@ -86,6 +86,7 @@ class TrainConfig:
             (0.0 < self.val_fraction < 1.0, f"val_fraction={self.val_fraction} must be in (0, 1)"),
             (self.augment_shift >= 0, f"augment_shift={self.augment_shift} must be >= 0"),
             (0.0 <= self.augment_drop < 1.0, f"augment_drop={self.augment_drop} must be in [0, 1)"),
+            (0.0 <= self.momentum < 1.0, f"momentum={self.momentum} must be in [0, 1); try --momentum 0.9"),
         ]
         for ok, message in checks:
             if not ok:

@@ -129,7 +129,8 @@ class Trainer:
             self.net, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
         params = list(self.net.params.values())
         if cfg.optimizer == "adam":
-            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999),
+                                               weight_decay=cfg.weight_decay)
         else:
             self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
