@@ -9,7 +9,7 @@ import torch
 from spikeroll.checkpoint import load_checkpoint
 from spikeroll.config import TrainConfig
 from spikeroll.errors import SpikerollError
-from spikeroll.train import Trainer, batch_indices
+from spikeroll.train import Trainer, batch_indices, member_fitness
 
 
 def synthetic_data(n=120, seed=0):
@@ -136,3 +136,23 @@ def test_momentum_is_adams_beta1(tmp_path):
     torch.testing.assert_close(tr.net.params["layer0.bias"], expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(SpikerollError, match="momentum=1.0 must be in"):
         small_config(momentum=1.0).validate()
+
+
+def test_member_fitness_is_cross_entropy_and_argmax_accuracy():
+    """Against cross-entropy and accuracy written out per member and sample with math."""
+    import math
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 4, generator=gen) * 3
+    logits[1, 2] = 0.5  # a tie: argmax takes the first class, so label 0 counts as right, 2 as wrong
+    labels = torch.tensor([0, 3, 2, 1, 0])
+    for temperature in (1.0, 2.5):
+        fitness, acc = member_fitness(logits, labels, temperature)
+        for n in range(3):
+            ces, right = [], []
+            for b in range(5):
+                z = [float(v) / temperature for v in logits[n, b]]
+                ces.append(math.log(sum(math.exp(v) for v in z)) - z[int(labels[b])])
+                right.append(max(range(4), key=lambda c: (z[c], -c)) == int(labels[b]))
+            assert fitness[n].item() == pytest.approx(-sum(ces) / 5, rel=1e-5)
+            assert acc[n].item() == pytest.approx(sum(right) / 5)
