@@ -26,9 +26,14 @@ def _chain(h: int, *counters: int) -> int:
     return h
 
 
+def _parameter_prefix(seed: int, generation: int, param_index: int) -> int:
+    """The hash of (seed, generation, parameter) that every pair's seed of that parameter extends."""
+    return _chain(_splitmix64(seed & _MASK64), generation, param_index)
+
+
 def counter_seed(seed: int, generation: int, param_index: int, pair_index: int) -> int:
     """A 64-bit generator seed for one (seed, generation, parameter, pair) cell."""
-    return _chain(_splitmix64(seed & _MASK64), generation, param_index, pair_index)
+    return _chain(_parameter_prefix(seed, generation, param_index), pair_index)
 
 
 def pair_normals(
@@ -41,7 +46,7 @@ def pair_normals(
     """
     out = torch.empty(len(pairs), numel)
     gen = torch.Generator()
-    prefix = _chain(_splitmix64(seed & _MASK64), generation, param_index)  # = counter_seed's, shared by the rows
+    prefix = _parameter_prefix(seed, generation, param_index)  # hashed once, not once per row
     for row, pair in enumerate(pairs):
         gen.manual_seed(_chain(prefix, pair))
         torch.randn(numel, generator=gen, out=out[row])
