@@ -1,6 +1,7 @@
 """Training loop: resume equals an uninterrupted run, run-directory safety, learning on easy data."""
 
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -123,8 +124,12 @@ def test_momentum_is_adams_beta1(tmp_path):
     beta1, beta2, lr, eps = 0.5, 0.999, 0.05, 1e-8
     tr = Trainer(small_config(momentum=beta1, lr=lr, lr_schedule="constant"), tmp_path, synthetic_data())
     ascent = iter([1.0, -3.0])
-    tr.strategy.gradient = lambda *a, **k: [torch.full_like(p, v) for p, v in
-                                            zip(tr.net.params.values(), [next(ascent)] * 99)]
+
+    def fixed_gradient(*_, **__):
+        value = next(ascent)
+        return [torch.full_like(p, value) for p in tr.net.params.values()]
+
+    tr.strategy.gradient = fixed_gradient
     start = tr.net.params["layer0.bias"].clone()
     tr.step(); tr.step()
     g1, g2 = -1.0, 3.0  # the optimiser minimises, so it sees the negative ascent direction
@@ -140,8 +145,6 @@ def test_momentum_is_adams_beta1(tmp_path):
 
 def test_member_fitness_is_cross_entropy_and_argmax_accuracy():
     """Against cross-entropy and accuracy written out per member and sample with math."""
-    import math
-
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 5, 4, generator=gen) * 3
     logits[1, 2] = 0.5  # a tie: argmax takes the first class, so label 0 counts as right, 2 as wrong
