@@ -1,4 +1,4 @@
-"""Three probes of what limits EGGROLL on the real subset (two of them hook an ordinary training run).
+"""Four probes of what limits EGGROLL (two of them hook an ordinary training run).
 
   average  keeps exponential moving averages of the parameters next to the training iterate (decays
            0.99 .. 0.999; the plain mean until 1/(1 − d) steps have passed) and prints the
@@ -12,8 +12,15 @@
            entropy) on the first 256 training samples, next to the unperturbed network's, and the
            spread of the antithetic differences f(θ+σε) − f(θ−σε) (linear in σ where the ES
            estimate is a local gradient).
+  align    takes a trained run directory and, on a few training minibatches, measures the cosine
+           between the surrogate gradient (BPTT's) of each weight and (a) the EGGROLL estimate the
+           trainer uses, (b) a per-sample-credit estimate built from the same population's
+           per-sample fitness differences: Σ_k a_k·Σ_i [Δf_ki/2σ]·(b_kᵀx_i)·x_iᵀ/|x_i|², x_i the
+           layer's input in the unperturbed network (first layer and readout, rank 1). Not used by
+           the trainer: it shows how much of the estimate's noise is in the random input direction b_k.
 
 Usage:
+  python benchmarks/es_probes.py align RUN_DIR [population] [sigma]
   python benchmarks/es_probes.py sigma RUN_DIR [population]
   python benchmarks/es_probes.py average OUT_DIR [train options as JSON]
   python benchmarks/es_probes.py frozen OUT_DIR '{"init_gain": 4.5}'
@@ -84,10 +91,67 @@ def probe_sigma(run_dir: str, population: int = 512) -> None:
                           "antithetic_difference_std": round(float((fitness[0::2] - fitness[1::2]).std()), 4)}))
 
 
+def per_sample_estimate(a, b, diff, x):
+    """Σ_k a_k·Σ_i diff_ki·Σ_t (b_kᵀx_it)·x_itᵀ / Σ_t|x_it|²: a (P, out), b (P, in), diff (P, B), x (T, B, in)."""
+    T, B, n = x.shape
+    flat = x.reshape(T * B, n)
+    u = (b @ flat.t()).view(-1, T, B)  # (P, T, B): each pair's input projection b_kᵀx
+    weight = diff / (x * x).sum((0, 2)).clamp_min(1e-6)  # (P, B)
+    return a.t() @ ((weight[:, None, :] * u).reshape(-1, T * B) @ flat) / len(a)
+
+
+def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repeats: int = 4) -> None:
+    from spikeroll.model import readout_weights
+    from spikeroll.strategies import shape_fitness
+    from spikeroll.train import batch_indices
+
+    cfg, net = load_trained(run_dir)
+    data = load_data(cfg, progress=False)
+    es = EvolutionStrategy(net, population, 1, cfg.seed)
+    names, cosines = list(net.params), {}
+    cos = lambda u, v: float(torch.nn.functional.cosine_similarity(u.flatten(), v.flatten(), dim=0))
+    for g in range(repeats):
+        idx = batch_indices(cfg.seed, g, len(data.train.labels), cfg.batch_size)
+        frames, labels = data.train.frames[idx], data.train.labels[idx]
+        params = list(net.params.values())
+        with torch.enable_grad():
+            for p in params:
+                p.requires_grad_(True)
+            loss = torch.nn.functional.cross_entropy(net.logits(frames) / cfg.temperature, labels)
+            ascent = [-grad for grad in torch.autograd.grad(loss, params)]
+            for p in params:
+                p.requires_grad_(False)
+        with torch.no_grad():
+            logits = net.population_logits(frames, lambda pairs: es.ask(g, pairs, sigma), es.pairs, 64)
+            n, b, c = logits.shape
+            ce = torch.nn.functional.cross_entropy(logits.reshape(n * b, c) / cfg.temperature, labels.repeat(n),
+                                                   reduction="none").view(n, b)
+            raw = es.raw_noise(g, range(es.pairs))
+            diff = -(ce[0::2] - ce[1::2]) / (2 * sigma * b)  # (P, B) per-sample slopes along each pair's noise
+            inputs = net._inputs(frames)[0]
+            spikes = net.spike_trains(frames)[-1]  # the readout's input, time-weighted as the readout sees it
+            readout_in = torch.einsum("t,tbh->bh", readout_weights(len(spikes), net.beta), spikes)[None]
+            per_sample = {0: per_sample_estimate(raw[0][0][..., 0], raw[0][1][..., 0], diff, inputs),
+                          len(names) - 2: per_sample_estimate(raw[-2][0][..., 0], raw[-2][1][..., 0], diff, readout_in)}
+            fitness, _ = member_fitness(logits, labels, cfg.temperature)
+            plain = es.gradient(g, shape_fitness(fitness, cfg.shaping), sigma)
+        for i, name in enumerate(names):
+            cosines.setdefault(f"{name} eggroll", []).append(cos(plain[i], ascent[i]))
+            if i in per_sample:
+                cosines.setdefault(f"{name} per-sample", []).append(cos(per_sample[i], ascent[i]))
+    for key, values in cosines.items():
+        print(json.dumps({"estimate": key, "population": population, "sigma": sigma,
+                          "cosine_with_surrogate_gradient": round(sum(values) / len(values), 3),
+                          "per_minibatch": [round(v, 3) for v in values]}))
+
+
 def main():
-    if len(sys.argv) < 3 or sys.argv[1] not in ("average", "frozen", "sigma"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("average", "frozen", "sigma", "align"):
         sys.exit(__doc__)
     probe, out = sys.argv[1], sys.argv[2]
+    if probe == "align":
+        args = sys.argv[3:]
+        return probe_align(out, int(args[0]) if args else 2048, float(args[1]) if len(args) > 1 else 0.01)
     if probe == "sigma":
         return probe_sigma(out, int(sys.argv[3]) if len(sys.argv) > 3 else 512)
     cfg = TrainConfig.from_dict(json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}).validate()
