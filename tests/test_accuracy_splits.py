@@ -1,25 +1,14 @@
 """benchmarks/accuracy_splits.py: ES and BPTT per split, and their difference, on the offline digits set."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from spikeroll.errors import SpikerollError
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_splits.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("accuracy_splits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_table_matches_the_runs_reports(tmp_path):
-    script = load_script()
+def test_table_matches_the_runs_reports(tmp_path, benchmark_script):
+    script = benchmark_script("accuracy_splits")
     text = script.main(["--dataset", "digits", "--splits", "seed:0,seed:1", "--generations", "3",
                         "--bptt-generations", "4", "--out", str(tmp_path)])
     rows = [line for line in text.splitlines() if line.startswith("| seed")]
@@ -43,12 +32,12 @@ def test_table_matches_the_runs_reports(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["ids:", "seed:x", "fold:1"])
-def test_bad_split_names_the_fix(bad):
+def test_bad_split_names_the_fix(bad, benchmark_script):
     with pytest.raises(SpikerollError, match="ids:FIRST-LAST or seed:N"):
-        load_script().parse_split(bad)
+        benchmark_script("accuracy_splits").parse_split(bad)
 
 
-def test_split_fields():
-    script = load_script()
+def test_split_fields(benchmark_script):
+    script = benchmark_script("accuracy_splits")
     assert script.parse_split("ids:801-1000") == ("ids801-1000", {"val_ids": "801-1000", "seed": 0})
     assert script.parse_split("seed:2") == ("seed2", {"val_ids": None, "seed": 2})

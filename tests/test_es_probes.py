@@ -1,22 +1,10 @@
 """benchmarks/es_probes.py: the per-sample-credit estimate of the `align` probe, worked by hand."""
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "es_probes.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("es_probes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_per_sample_estimate_by_hand():
-    estimate = load_script().per_sample_estimate
+def test_per_sample_estimate_by_hand(benchmark_script):
+    estimate = benchmark_script("es_probes").per_sample_estimate
     # one pair, one sample, T = 2: x_1 = (1, 1, 2), x_2 = (0, 1, 0); b = (3, 0, 1), a = (1, 2); Δ = 5
     # b·x_1 = 5, b·x_2 = 0, Σ_t |x_t|² = 6 + 1 = 7 -> 5/7·(5·x_1 + 0·x_2) = (25/7)·(1, 1, 2), times a
     x = torch.tensor([[[1.0, 1.0, 2.0]], [[0.0, 1.0, 0.0]]])
@@ -25,8 +13,8 @@ def test_per_sample_estimate_by_hand():
     torch.testing.assert_close(got, want)
 
 
-def test_per_sample_estimate_averages_pairs_and_sums_samples():
-    estimate = load_script().per_sample_estimate
+def test_per_sample_estimate_averages_pairs_and_sums_samples(benchmark_script):
+    estimate = benchmark_script("es_probes").per_sample_estimate
     # two pairs, two samples, T = 1: a_1 = (1), a_2 = (-1); b_1 = (1, 0), b_2 = (0, 1)
     # x_a = (1, 0), x_b = (1, 1); Δ = [[1, 2], [3, 4]]
     # pair 1: sample a: 1·1/1·(1, 0) = (1, 0); sample b: 2·1/2·(1, 1) = (1, 1)  -> +1·(2, 1)
