@@ -16,7 +16,7 @@
            between the surrogate gradient (BPTT's) of each weight and (a) the EGGROLL estimate the
            trainer uses, (b) a per-sample-credit estimate built from the same population's
            per-sample fitness differences: Σ_k a_k·Σ_i [Δf_ki/2σ]·(b_kᵀx_i)·x_iᵀ/|x_i|², x_i the
-           layer's input in the unperturbed network (first layer and readout, rank 1). Not used by
+           layer's input in the unperturbed network (first layer, and the membrane readout; rank 1). Not used by
            the trainer: it shows how much of the estimate's noise is in the random input direction b_k.
 
 Usage:
@@ -128,11 +128,12 @@ def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repea
                                                    reduction="none").view(n, b)
             raw = es.raw_noise(g, range(es.pairs))
             diff = -(ce[0::2] - ce[1::2]) / (2 * sigma * b)  # (P, B) per-sample slopes along each pair's noise
-            inputs = net._inputs(frames)[0]
-            spikes = net.spike_trains(frames)[-1]  # the readout's input, time-weighted as the readout sees it
-            readout_in = torch.einsum("t,tbh->bh", readout_weights(len(spikes), net.beta), spikes)[None]
-            per_sample = {0: per_sample_estimate(raw[0][0][..., 0], raw[0][1][..., 0], diff, inputs),
-                          len(names) - 2: per_sample_estimate(raw[-2][0][..., 0], raw[-2][1][..., 0], diff, readout_in)}
+            per_sample = {0: per_sample_estimate(raw[0][0][..., 0], raw[0][1][..., 0], diff, net._inputs(frames)[0])}
+            if net.readout == "membrane":  # the readout is linear in its time-weighted input spikes
+                spikes = net.spike_trains(frames)[-1]
+                readout_in = torch.einsum("t,tbh->bh", readout_weights(len(spikes), net.beta), spikes)[None]
+                per_sample[len(names) - 2] = per_sample_estimate(raw[-2][0][..., 0], raw[-2][1][..., 0], diff,
+                                                                 readout_in)
             fitness, _ = member_fitness(logits, labels, cfg.temperature)
             plain = es.gradient(g, shape_fitness(fitness, cfg.shaping), sigma)
         for i, name in enumerate(names):
