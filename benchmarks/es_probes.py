@@ -134,8 +134,7 @@ def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repea
                 readout_in = torch.einsum("t,tbh->bh", readout_weights(len(spikes), net.beta), spikes)[None]
                 per_sample[len(names) - 2] = per_sample_estimate(raw[-2][0][..., 0], raw[-2][1][..., 0], diff,
                                                                  readout_in)
-            fitness, _ = member_fitness(logits, labels, cfg.temperature)
-            plain = es.gradient(g, shape_fitness(fitness, cfg.shaping), sigma)
+            plain = es.gradient(g, shape_fitness(-ce.mean(1), cfg.shaping), sigma)  # member_fitness's fitness
         for i, name in enumerate(names):
             cosines.setdefault(f"{name} eggroll", []).append(cos(plain[i], ascent[i]))
             if i in per_sample:
