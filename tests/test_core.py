@@ -44,23 +44,18 @@ def reference_logits(params, frames, beta, threshold, reset, readout):
     return out
 
 
-def explicit_member_params(es, generation, sigma, member, layer_sigma=(1.0, 1.0, 1.0)):
-    """θ + σ_ℓ·s·ε for one member, built as full matrices from the raw noise; layer ℓ's σ_ℓ is
-    σ·layer_sigma[ℓ], and its weight and bias come in that order."""
+def explicit_member_params(es, generation, sigma, member):
+    """θ + σ·s·ε for one member, built as full matrices from the raw noise."""
     pair, sign = divmod(member, 2)
     sign = 1.0 - 2.0 * sign
     params = []
-    noises = es.raw_noise(generation, range(pair, pair + 1))
-    for index, (p, noise) in enumerate(zip(es.net.params.values(), noises)):
+    for p, noise in zip(es.net.params.values(), es.raw_noise(generation, range(pair, pair + 1))):
         if len(noise) == 2:
             eps = noise[0][0] @ noise[1][0].t() / math.sqrt(es.rank)
         else:
             eps = noise[0][0]
-        params.append(p + sigma * layer_sigma[index // 2] * sign * eps)
+        params.append(p + sigma * sign * eps)
     return params
-
-
-LAYER_SIGMAS = [None, (2.0, 0.5, 1.5)]  # the tiny net's three layers
 
 
 @pytest.fixture
@@ -71,16 +66,14 @@ def frames():
 
 @pytest.mark.parametrize("rank", [1, 2, None])
 @pytest.mark.parametrize("readout,reset", [("membrane", "subtract"), ("spikes", "zero")])
-@pytest.mark.parametrize("layer_sigma", LAYER_SIGMAS)
-def test_population_forward_equals_explicit_weights(frames, rank, readout, reset, layer_sigma):
+def test_population_forward_equals_explicit_weights(frames, rank, readout, reset):
     net = tiny_net(readout, reset)
-    es = EvolutionStrategy(net, population=6, rank=rank, seed=5, layer_sigma=layer_sigma)
+    es = EvolutionStrategy(net, population=6, rank=rank, seed=5)
     sigma = 0.3
     got = net.population_logits(frames, lambda pairs: es.ask(2, pairs, sigma), es.pairs, chunk_pairs=2)
     assert got.shape == (6, 4, 3)
     for member in range(6):
-        member_params = explicit_member_params(es, 2, sigma, member, layer_sigma or (1.0, 1.0, 1.0))
-        want = reference_logits(member_params, frames, 0.8, 0.5, reset, readout)
+        want = reference_logits(explicit_member_params(es, 2, sigma, member), frames, 0.8, 0.5, reset, readout)
         torch.testing.assert_close(got[member], want)
     # the network must actually spike for the comparison to mean anything
     assert 0 < net.spike_trains(frames)[0].mean() < 1
@@ -93,21 +86,18 @@ def test_plain_forward_equals_reference(frames):
 
 
 @pytest.mark.parametrize("rank", [1, 3, None])
-@pytest.mark.parametrize("layer_sigma", LAYER_SIGMAS)
-def test_es_gradient_matches_brute_force(rank, layer_sigma):
+def test_es_gradient_matches_brute_force(rank):
     net = tiny_net()
-    es = EvolutionStrategy(net, population=8, rank=rank, seed=11, layer_sigma=layer_sigma)
+    es = EvolutionStrategy(net, population=8, rank=rank, seed=11)
     sigma = 0.2
     weights = torch.tensor([0.5, -0.2, 0.1, 0.3, -0.5, 0.0, 0.25, -0.45])
     got = es.gradient(4, weights, sigma, chunk_pairs=3)
     theta = list(net.params.values())
-    # brute force: ĝ = Σ_i w_i (θ_i − θ) / (N σ_ℓ²), from explicitly built member parameters, with
-    # σ_ℓ the σ of the parameter's layer (weight and bias of layer ℓ are parameters 2ℓ and 2ℓ + 1)
-    multipliers = layer_sigma or (1.0, 1.0, 1.0)
+    # brute force: ĝ = Σ_i w_i (θ_i − θ) / (N σ²), from explicitly built member parameters
     want = [torch.zeros_like(p) for p in theta]
     for member in range(8):
-        for index, (acc, p_i, p) in enumerate(zip(want, explicit_member_params(es, 4, sigma, member, multipliers), theta)):
-            acc += weights[member].double() * (p_i - p) / (8 * (sigma * multipliers[index // 2]) ** 2)
+        for acc, p_i, p in zip(want, explicit_member_params(es, 4, sigma, member), theta):
+            acc += weights[member].double() * (p_i - p) / (8 * sigma**2)
     for g, w in zip(got, want):
         torch.testing.assert_close(g, w)
 
@@ -160,12 +150,6 @@ def test_zscore_shaping_and_nonfinite():
 def test_strategy_rejects_bad_population_or_rank(population, rank):
     with pytest.raises(SpikerollError):
         EvolutionStrategy(SpikingNet([10, 3, 3]), population, rank)
-
-
-@pytest.mark.parametrize("layer_sigma", [(1.0,), (1.0, 1.0, 1.0), (1.0, -2.0)])
-def test_strategy_rejects_bad_layer_sigma(layer_sigma):
-    with pytest.raises(SpikerollError, match="one positive σ multiplier per layer"):
-        EvolutionStrategy(SpikingNet([10, 3, 3]), 8, 1, layer_sigma=layer_sigma)
 
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from spikeroll.config import TrainConfig, parse_multipliers, parse_widths
+from spikeroll.config import TrainConfig, parse_widths
 from spikeroll.errors import SpikerollError
 
 DEFAULTS = TrainConfig()
@@ -37,7 +37,6 @@ TRAIN_OPTIONS = [
     ("--population", "population", int, "Population size N (even: antithetic pairs)."),
     ("--sigma", "sigma", float, "Noise scale σ (> 0)."),
     ("--sigma-final", "sigma_final", float, "Anneal σ to this value over the run (default: constant σ)."),
-    ("--layer-sigma", "layer_sigma", str, "σ multiplier of each layer, hidden layers first, readout last, e.g. 2,1 (default: 1 for every layer)."),
     ("--shaping", "shaping", click.Choice(["centered_ranks", "zscore", "none"]), "Fitness shaping."),
     ("--temperature", "temperature", float, "Softmax temperature of the cross-entropy fitness."),
     ("--optimizer", "optimizer", click.Choice(["adam", "sgd"]), "Optimizer the ES gradient is handed to (adam = AdamW)."),
@@ -100,8 +99,6 @@ def build_config(config_file, resume_dir, overrides: dict) -> TrainConfig:
     typed = {k: v for k, v in overrides.items() if v is not None}
     if "hidden" in typed:
         typed["hidden"] = parse_widths(typed["hidden"])
-    if "layer_sigma" in typed:
-        typed["layer_sigma"] = parse_multipliers(typed["layer_sigma"])
     if str(typed.get("val_ids", "")).lower() == "none":  # back to a --val-fraction split
         typed["val_ids"] = None
     values.update(typed)

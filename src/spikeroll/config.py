@@ -39,7 +39,6 @@ class TrainConfig:
     population: int = 512
     sigma: float = 0.05
     sigma_final: float | None = None  # σ decays to this along the lr schedule's shape
-    layer_sigma: list[float] | None = None  # σ multiplier per layer (hidden layers, then readout)
     shaping: str = "centered_ranks"
     temperature: float = 1.0
     # optimiser
@@ -70,10 +69,6 @@ class TrainConfig:
             (self.strategy != "eggroll" or self.rank >= 1, f"rank={self.rank} must be >= 1; try --rank 1"),
             (math.isfinite(self.sigma) and self.sigma > 0, f"sigma={self.sigma} must be > 0; try --sigma 0.05"),
             (self.sigma_final is None or self.sigma_final > 0, f"sigma_final={self.sigma_final} must be > 0"),
-            (self.layer_sigma is None or (len(self.layer_sigma) == len(self.hidden) + 1
-                                          and all(math.isfinite(m) and m > 0 for m in self.layer_sigma)),
-             f"layer_sigma={self.layer_sigma} needs one positive σ multiplier per layer, the readout last "
-             f"({len(self.hidden) + 1} for hidden={self.hidden}); e.g. --layer-sigma {','.join(['1'] * (len(self.hidden) + 1))}"),
             (math.isfinite(self.lr) and self.lr > 0, f"lr={self.lr} must be > 0; try --lr 0.02"),
             (self.temperature > 0, f"temperature={self.temperature} must be > 0"),
             (self.generations >= 1, f"generations={self.generations} must be >= 1"),
@@ -110,8 +105,6 @@ class TrainConfig:
         values = dict(values)
         if isinstance(values.get("hidden"), (int, str)):
             values["hidden"] = parse_widths(str(values["hidden"]))
-        if isinstance(values.get("layer_sigma"), (int, float, str)):
-            values["layer_sigma"] = parse_multipliers(str(values["layer_sigma"]))
         return cls(**values)
 
     @classmethod
@@ -139,14 +132,6 @@ def parse_widths(text: str) -> list[int]:
     if not widths or any(w < 1 for w in widths):
         raise SpikerollError(f"--hidden {text!r} must list positive widths; try --hidden 128")
     return widths
-
-
-def parse_multipliers(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise SpikerollError(f"--layer-sigma {text!r} is not a comma-separated list of numbers; "
-                             "try --layer-sigma 2,1") from None
 
 
 # Settings that define the network and the experiment: a checkpoint can resume only if they match.

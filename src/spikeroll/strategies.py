@@ -7,8 +7,6 @@ handed to a torch.optim optimizer (as the negative gradient, since optimizers mi
 Estimator (OpenAI-ES with antithetic pairs): for member i = 2k + j, sign s = (+1, −1)[j],
     θ_i = θ + σ·s·ε_k,     ĝ = 1/(N·σ) · Σ_i w_i·s_i·ε_{k(i)} = 1/(N·σ) · Σ_k (w_2k − w_2k+1)·ε_k
 with ε_k = A_k·B_kᵀ/√r for EGGROLL matrices and a full standard-normal tensor otherwise.
-Each layer may scale σ by its own multiplier m_ℓ (`layer_sigma`): σ_ℓ = m_ℓ·σ replaces σ above for that
-layer's weight and bias, which is the same estimator with a per-layer search width.
 """
 
 from __future__ import annotations
@@ -47,13 +45,9 @@ def shape_fitness(fitness: torch.Tensor, method: str = "centered_ranks") -> torc
 
 
 class EvolutionStrategy:
-    """rank=None is full-rank OpenAI-ES; rank=r is EGGROLL with rank-r matrix perturbations.
+    """rank=None is full-rank OpenAI-ES; rank=r is EGGROLL with rank-r matrix perturbations."""
 
-    layer_sigma: one σ multiplier per layer (first hidden layer … readout), or None for all 1.
-    """
-
-    def __init__(self, net: SpikingNet, population: int, rank: int | None, seed: int = 0,
-                 layer_sigma: list[float] | None = None):
+    def __init__(self, net: SpikingNet, population: int, rank: int | None, seed: int = 0):
         if population < 2 or population % 2:
             raise SpikerollError(
                 f"population={population} must be an even number >= 2 (members come in antithetic pairs); "
@@ -66,14 +60,7 @@ class EvolutionStrategy:
                     f"rank={rank} is out of range; it must be between 1 and {smallest} "
                     "(the smallest side of any weight matrix)"
                 )
-        layers = len(net.params) // 2
-        if layer_sigma is not None and (len(layer_sigma) != layers or not all(m > 0 for m in layer_sigma)):
-            raise SpikerollError(
-                f"layer_sigma={list(layer_sigma)} needs one positive σ multiplier per layer ({layers} here: "
-                f"the hidden layers, then the readout); e.g. --layer-sigma {','.join(['1'] * layers)}"
-            )
         self.net, self.population, self.rank, self.seed = net, population, rank, seed
-        self.layer_sigma = list(layer_sigma) if layer_sigma is not None else [1.0] * layers
         # Noise of the generation in progress, kept from ask() to gradient() so it is drawn once
         # per generation; dropped when the next generation starts (never stored across them).
         self._cached_generation: int | None = None
@@ -110,14 +97,13 @@ class EvolutionStrategy:
     def ask(self, generation: int, pairs: range, sigma: float) -> list[LayerNoise]:
         """Scaled per-layer noise for the members of `pairs` (2 members per pair)."""
         raw = self.raw_noise(generation, pairs)
+        scale = sigma / math.sqrt(self.rank) if self.rank is not None else sigma
         layers = []
-        for w, b, multiplier in zip(raw[0::2], raw[1::2], self.layer_sigma):
-            layer_sigma = sigma * multiplier
+        for w, b in zip(raw[0::2], raw[1::2]):
             if len(w) == 2:
-                scale = layer_sigma / math.sqrt(self.rank)
-                layers.append(LayerNoise(weight_a=w[0] * scale, weight_b=w[1], bias=b[0] * layer_sigma))
+                layers.append(LayerNoise(weight_a=w[0] * scale, weight_b=w[1], bias=b[0] * sigma))
             else:
-                layers.append(LayerNoise(weight_full=w[0] * layer_sigma, bias=b[0] * layer_sigma))
+                layers.append(LayerNoise(weight_full=w[0] * sigma, bias=b[0] * sigma))
         return layers
 
     def gradient(
@@ -142,5 +128,4 @@ class EvolutionStrategy:
                 else:
                     g += torch.tensordot(dk, noise[0], dims=1)
         self._cache = {}  # the generation is done with its noise
-        # parameters come as (weight, bias) per layer, so parameter i belongs to layer i // 2
-        return [g / (self.population * sigma * self.layer_sigma[i // 2]) for i, g in enumerate(grads)]
+        return [g / (self.population * sigma) for g in grads]

@@ -126,7 +126,7 @@ class Trainer:
         classes = int(max(int(data.train.labels.max()), 9)) + 1
         self.net = make_network(cfg, in_features, classes, self.device)
         self.strategy = None if cfg.strategy == "bptt" else EvolutionStrategy(
-            self.net, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed, cfg.layer_sigma)
+            self.net, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
         params = list(self.net.params.values())
         if cfg.optimizer == "adam":
             self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999),
