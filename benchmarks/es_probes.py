@@ -1,4 +1,4 @@
-"""Four probes of what limits EGGROLL (two of them hook an ordinary training run).
+"""Five probes of what limits EGGROLL (two of them hook an ordinary training run).
 
   average  keeps exponential moving averages of the parameters next to the training iterate (decays
            0.99 .. 0.999; the plain mean until 1/(1 − d) steps have passed) and prints the
@@ -18,10 +18,16 @@
            per-sample fitness differences: Σ_k a_k·Σ_i [Δf_ki/2σ]·(b_kᵀx_i)·x_iᵀ/|x_i|², x_i the
            layer's input in the unperturbed network (first layer, and the membrane readout; rank 1). Not used by
            the trainer: it shows how much of the estimate's noise is in the random input direction b_k.
+  refit    takes a trained run directory (membrane readout) and refits only the readout, exactly:
+           L2-penalised logistic regression (L-BFGS, from the trained readout) on the time-weighted
+           spikes of the last hidden layer over the whole training split, which is what the
+           readout's logits are linear in. Prints train/validation/test accuracy of the trained
+           readout and of each refit: whether the readout or the hidden features limit the network.
 
 Usage:
   python benchmarks/es_probes.py align RUN_DIR [population] [sigma]
   python benchmarks/es_probes.py sigma RUN_DIR [population]
+  python benchmarks/es_probes.py refit RUN_DIR
   python benchmarks/es_probes.py average OUT_DIR [train options as JSON]
   python benchmarks/es_probes.py frozen OUT_DIR '{"init_gain": 4.5}'
 The JSON holds TrainConfig fields, e.g. '{"dataset": "nmnist", "data_dir": "../shared/data/nmnist-subset",
@@ -100,8 +106,59 @@ def per_sample_estimate(a, b, diff, x):
     return a.t() @ ((weight[:, None, :] * u).reshape(-1, T * B) @ flat) / len(a)
 
 
-def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repeats: int = 4) -> None:
+def readout_features(net, frames: torch.Tensor) -> torch.Tensor:
+    """(B, H) time-weighted spikes of the last hidden layer: the membrane readout's logits are
+    features·Wᵀ + b·Σ_t w_t (`spikeroll.model.readout_weights`)."""
     from spikeroll.model import readout_weights
+
+    spikes = net.spike_trains(frames)[-1]  # (T, B, H)
+    return torch.einsum("t,tbh->bh", readout_weights(len(spikes), net.beta, spikes.dtype), spikes)
+
+
+def fit_readout(features, labels, weight, bias, bias_scale: float, penalty: float):
+    """Minimise cross-entropy(features·Wᵀ + bias_scale·b) + penalty·|W|² over (W, b), from (weight, bias)."""
+    w, b = weight.clone().requires_grad_(True), bias.clone().requires_grad_(True)
+    optimizer = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(features @ w.t() + bias_scale * b, labels) + penalty * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return w.detach(), b.detach()
+
+
+@torch.no_grad()
+def probe_refit(run_dir: str, penalties=(0.0, 1e-4, 1e-3, 1e-2)) -> None:
+    from spikeroll.model import readout_weights
+
+    cfg, net = load_trained(run_dir)
+    if net.readout != "membrane":
+        sys.exit(f"error: refit needs a membrane readout (linear in the spikes); {run_dir} has readout={net.readout!r}")
+    data = load_data(cfg, progress=False)
+    splits = {name: split for name, split in (("train", data.train), ("val", data.val), ("test", data.test))
+              if split is not None and len(split.labels)}
+    features = {name: torch.cat([readout_features(net, split.frames[i:i + 1000])
+                                 for i in range(0, len(split.labels), 1000)]) for name, split in splits.items()}
+    names = list(net.params)
+    weight, bias = net.params[names[-2]], net.params[names[-1]]
+    scale = float(readout_weights(cfg.time_bins, net.beta).sum())
+
+    def accuracies(w, b):
+        return {f"{name}_accuracy": round(float(((features[name] @ w.t() + scale * b).argmax(1)
+                                                 == split.labels).float().mean()), 4)
+                for name, split in splits.items()}
+
+    print(json.dumps({"readout": "as trained", **accuracies(weight, bias)}))
+    for penalty in penalties:
+        w, b = fit_readout(features["train"], splits["train"].labels, weight, bias, scale, penalty)
+        print(json.dumps({"readout": "refit", "l2_penalty": penalty, **accuracies(w, b)}))
+
+
+def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repeats: int = 4) -> None:
     from spikeroll.strategies import shape_fitness
     from spikeroll.train import batch_indices
 
@@ -130,10 +187,8 @@ def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repea
             diff = -(ce[0::2] - ce[1::2]) / (2 * sigma * b)  # (P, B) per-sample slopes along each pair's noise
             per_sample = {0: per_sample_estimate(raw[0][0][..., 0], raw[0][1][..., 0], diff, net._inputs(frames)[0])}
             if net.readout == "membrane":  # the readout is linear in its time-weighted input spikes
-                spikes = net.spike_trains(frames)[-1]
-                readout_in = torch.einsum("t,tbh->bh", readout_weights(len(spikes), net.beta), spikes)[None]
                 per_sample[len(names) - 2] = per_sample_estimate(raw[-2][0][..., 0], raw[-2][1][..., 0], diff,
-                                                                 readout_in)
+                                                                 readout_features(net, frames)[None])
             plain = es.gradient(g, shape_fitness(-ce.mean(1), cfg.shaping), sigma)  # member_fitness's fitness
         for i, name in enumerate(names):
             cosines.setdefault(f"{name} eggroll", []).append(cos(plain[i], ascent[i]))
@@ -146,12 +201,14 @@ def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repea
 
 
 def main():
-    if len(sys.argv) < 3 or sys.argv[1] not in ("average", "frozen", "sigma", "align"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("average", "frozen", "sigma", "align", "refit"):
         sys.exit(__doc__)
     probe, out = sys.argv[1], sys.argv[2]
     if probe == "align":
         args = sys.argv[3:]
         return probe_align(out, int(args[0]) if args else 2048, float(args[1]) if len(args) > 1 else 0.01)
+    if probe == "refit":
+        return probe_refit(out)
     if probe == "sigma":
         return probe_sigma(out, int(sys.argv[3]) if len(sys.argv) > 3 else 512)
     cfg = TrainConfig.from_dict(json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}).validate()

@@ -24,3 +24,29 @@ def test_per_sample_estimate_averages_pairs_and_sums_samples(benchmark_script):
     got = estimate(torch.tensor([[1.0], [-1.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
                    torch.tensor([[1.0, 2.0], [3.0, 4.0]]), x)
     torch.testing.assert_close(got, torch.tensor([[0.0, -0.5]]))
+
+
+def test_readout_features_give_the_networks_logits(benchmark_script):
+    """The refit probe's features: features·Wᵀ + b·Σ_t w_t must be the network's own logits."""
+    from spikeroll.model import SpikingNet
+
+    probes = benchmark_script("es_probes")
+    net = SpikingNet([12, 9, 7, 4], beta=0.8, threshold=0.5, init_gain=3.0, seed=2)
+    frames = (torch.rand(5, 6, 12, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+    features = probes.readout_features(net, frames)
+    assert 0 < float(features.count_nonzero()) < features.numel()  # the last hidden layer spikes, not always
+    steps = torch.arange(6, 0, -1, dtype=torch.float32)  # w_t = (1 − β^(T−t)) / ((1 − β)·T), by hand
+    bias_scale = float(((1 - 0.8**steps) / (0.2 * 6)).sum())
+    got = features @ net.params["layer2.weight"].t() + bias_scale * net.params["layer2.bias"]
+    torch.testing.assert_close(got, net.logits(frames))
+
+
+def test_fit_readout_separates_separable_points(benchmark_script):
+    """Four points that a linear readout separates, started from a readout that gets them all wrong."""
+    fit = benchmark_script("es_probes").fit_readout
+    features = torch.tensor([[1.0, 0.0], [2.0, 0.5], [0.0, 1.0], [0.5, 2.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    wrong = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert bool(((features @ wrong.t()).argmax(1) != labels).all())
+    w, b = fit(features, labels, wrong, torch.zeros(2), 1.0, 1e-3)
+    assert torch.equal((features @ w.t() + b).argmax(1), labels)
