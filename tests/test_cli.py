@@ -107,3 +107,14 @@ def test_val_ids_none_clears_a_config_files_split(tmp_path):
     assert build_config(str(path), None, {}).val_ids == "801-1000"
     assert build_config(str(path), None, {"val_ids": "none"}).val_ids is None
     assert build_config(str(path), None, {"val_ids": "1-100"}).val_ids == "1-100"
+
+
+def test_eval_with_test_time_augmentation(tmp_path):
+    out = str(tmp_path / "run")
+    assert run("train", *TINY, "--out", out).exit_code == 0
+    plain, tta = run("eval", out), run("eval", out, "--tta-shift", "1")
+    assert plain.exit_code == 0 and tta.exit_code == 0, tta.output
+    plain, tta = json.loads(plain.output), json.loads(tta.output)
+    assert "tta_shift" not in plain and tta["tta_shift"] == 1
+    assert all(0 <= tta[f"{s}_accuracy"] <= 1 for s in ("train", "val", "test"))
+    assert_one_line_error(run("eval", out, "--tta-shift", "-1"), "--tta-shift", "-1")

@@ -25,14 +25,18 @@ def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest
 
 
 def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
-                 images: str | None = None) -> dict:
-    """Accuracy of a run's saved network on every split of its dataset (or another one)."""
+                 images: str | None = None, tta_shift: int = 0) -> dict:
+    """Accuracy of a run's saved network on every split of its dataset (or another one); with
+    tta_shift > 0, averaged over shifted copies of each recording (see `spikeroll.train.accuracy`)."""
     cfg, net = load_trained(run_dir)
     if dataset is not None:
         cfg.dataset, cfg.data_dir, cfg.images, cfg.val_ids = dataset, data_dir, images, None
     elif data_dir is not None:
         cfg.data_dir = data_dir
     data = load_data(cfg, progress=False)
-    return {"run": str(run_dir), "dataset": cfg.dataset,
-            "train_accuracy": accuracy(net, data.train), "val_accuracy": accuracy(net, data.val),
-            "test_accuracy": accuracy(net, data.test)}
+    result = {"run": str(run_dir), "dataset": cfg.dataset}
+    if tta_shift:
+        result["tta_shift"] = tta_shift
+    for split in ("train", "val", "test"):
+        result[f"{split}_accuracy"] = accuracy(net, getattr(data, split), tta_shift=tta_shift)
+    return result

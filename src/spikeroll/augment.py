@@ -1,4 +1,5 @@
-"""Event-frame augmentation of a training minibatch: small spatial shifts and dropped events.
+"""Event-frame augmentation of a training minibatch: small spatial shifts and dropped events; and
+the fixed set of shifts that test-time augmentation averages over.
 
 The same augmented minibatch is seen by every population member (ES compares members on equal
 data), and it is a pure function of (seed, generation), so a resumed run sees the same batches.
@@ -11,6 +12,22 @@ import torch
 from spikeroll.noise import counter_seed
 
 
+def shift_frames(frames: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """frames (..., H, W) translated by (dy, dx) pixels: out[..., y, x] = frames[..., y − dy, x − dx],
+    zero where that falls outside (a saccade that started elsewhere)."""
+    s = max(abs(dy), abs(dx))
+    if s == 0:
+        return frames
+    H, W = frames.shape[-2:]
+    padded = torch.nn.functional.pad(frames, (s, s, s, s))
+    return padded[..., s - dy : s - dy + H, s - dx : s - dx + W]
+
+
+def shifts(max_shift: int) -> list[tuple[int, int]]:
+    """Every (dy, dx) with |dy|, |dx| <= max_shift: (2·max_shift + 1)² translations."""
+    return [(dy, dx) for dy in range(-max_shift, max_shift + 1) for dx in range(-max_shift, max_shift + 1)]
+
+
 def augment_frames(frames: torch.Tensor, seed: int, generation: int, max_shift: int = 0,
                    drop: float = 0.0) -> torch.Tensor:
     """frames (B, T, P, H, W) -> each sample shifted by (dy, dx) ∈ [−max_shift, max_shift]²
@@ -21,10 +38,8 @@ def augment_frames(frames: torch.Tensor, seed: int, generation: int, max_shift: 
     out = frames
     if max_shift > 0:
         s = max_shift
-        padded = torch.nn.functional.pad(frames, (s, s, s, s))
         offsets = torch.randint(0, 2 * s + 1, (frames.shape[0], 2), generator=gen).tolist()
-        H, W = frames.shape[-2:]
-        out = torch.stack([padded[i, ..., oy : oy + H, ox : ox + W] for i, (oy, ox) in enumerate(offsets)])
+        out = torch.stack([shift_frames(frames[i], s - oy, s - ox) for i, (oy, ox) in enumerate(offsets)])
     if drop > 0:
         keep = torch.rand(out.shape, generator=gen) >= drop
         out = out * keep.to(out.dtype)

@@ -133,11 +133,15 @@ def train(config_file, out_dir, resume, overwrite, quiet, **overrides):
 @click.option("--dataset", default=None, help="Evaluate on another dataset than the run's.")
 @click.option("--data-dir", default=None, help="Root of that dataset.")
 @click.option("--images", default=None, help="For nmnist-sim: the image file or folder.")
-def evaluate(run_dir, dataset, data_dir, images):
+@click.option("--tta-shift", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Test-time augmentation: average class probabilities over every shift of up to this many "
+                   "pixels ((2s+1)² passes per recording; 0 = one pass).")
+def evaluate(run_dir, dataset, data_dir, images, tta_shift):
     """Accuracy of a trained run's network on the train, validation and test splits."""
     from spikeroll.api import evaluate_run
 
-    click.echo(json.dumps(evaluate_run(run_dir, dataset=dataset, data_dir=data_dir, images=images), indent=2))
+    click.echo(json.dumps(evaluate_run(run_dir, dataset=dataset, data_dir=data_dir, images=images,
+                                       tta_shift=tta_shift), indent=2))
 
 
 @main.command()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from spikeroll import kernels
-from spikeroll.augment import augment_frames
+from spikeroll.augment import augment_frames, shift_frames, shifts
 from spikeroll.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
 from spikeroll.errors import SpikerollError
@@ -72,15 +72,25 @@ def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> Sp
 
 
 @torch.no_grad()
-def accuracy(net: SpikingNet, split, batch: int = 1000) -> float | None:
-    """Accuracy of the plain network on a data split (None when the split is absent)."""
+def accuracy(net: SpikingNet, split, batch: int = 1000, tta_shift: int = 0) -> float | None:
+    """Accuracy of the plain network on a data split (None when the split is absent).
+
+    tta_shift > 0 is test-time augmentation: each recording is classified by its class
+    probabilities averaged over every translation by up to tta_shift pixels ((2·s + 1)² forward
+    passes per recording), instead of one pass on the recording as it is."""
     if split is None or len(split.labels) == 0:
         return None
+    if tta_shift < 0:
+        raise SpikerollError(f"tta_shift={tta_shift} must be >= 0 (0 = one pass per recording)")
     correct = 0
     for start in range(0, len(split.labels), batch):
         frames = split.frames[start : start + batch].to(net.device, torch.float32)
-        pred = net.logits(frames).argmax(-1).cpu()
-        correct += int((pred == split.labels[start : start + batch]).sum())
+        if tta_shift == 0:
+            pred = net.logits(frames).argmax(-1)
+        else:
+            pred = sum(torch.softmax(net.logits(shift_frames(frames, dy, dx)), -1)
+                       for dy, dx in shifts(tta_shift)).argmax(-1)
+        correct += int((pred.cpu() == split.labels[start : start + batch]).sum())
     return correct / len(split.labels)
 
 
