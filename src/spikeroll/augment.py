@@ -12,15 +12,20 @@ import torch
 from spikeroll.noise import counter_seed
 
 
+def _window(padded: torch.Tensor, pad: int, dy: int, dx: int) -> torch.Tensor:
+    """The (H, W) window of frames zero-padded by `pad` on every side that shows them translated
+    by (dy, dx), |dy|, |dx| <= pad: the one place the shift convention lives."""
+    H, W = padded.shape[-2] - 2 * pad, padded.shape[-1] - 2 * pad
+    return padded[..., pad - dy : pad - dy + H, pad - dx : pad - dx + W]
+
+
 def shift_frames(frames: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """frames (..., H, W) translated by (dy, dx) pixels: out[..., y, x] = frames[..., y − dy, x − dx],
     zero where that falls outside (a saccade that started elsewhere)."""
     s = max(abs(dy), abs(dx))
     if s == 0:
         return frames
-    H, W = frames.shape[-2:]
-    padded = torch.nn.functional.pad(frames, (s, s, s, s))
-    return padded[..., s - dy : s - dy + H, s - dx : s - dx + W]
+    return _window(torch.nn.functional.pad(frames, (s, s, s, s)), s, dy, dx)
 
 
 def shifts(max_shift: int) -> list[tuple[int, int]]:
@@ -39,7 +44,8 @@ def augment_frames(frames: torch.Tensor, seed: int, generation: int, max_shift: 
     if max_shift > 0:
         s = max_shift
         offsets = torch.randint(0, 2 * s + 1, (frames.shape[0], 2), generator=gen).tolist()
-        out = torch.stack([shift_frames(frames[i], s - oy, s - ox) for i, (oy, ox) in enumerate(offsets)])
+        padded = torch.nn.functional.pad(frames, (s, s, s, s))  # once for the batch, not per sample
+        out = torch.stack([_window(padded[i], s, s - oy, s - ox) for i, (oy, ox) in enumerate(offsets)])
     if drop > 0:
         keep = torch.rand(out.shape, generator=gen) >= drop
         out = out * keep.to(out.dtype)

@@ -78,10 +78,10 @@ def accuracy(net: SpikingNet, split, batch: int = 1000, tta_shift: int = 0) -> f
     tta_shift > 0 is test-time augmentation: each recording is classified by its class
     probabilities averaged over every translation by up to tta_shift pixels ((2·s + 1)² forward
     passes per recording), instead of one pass on the recording as it is."""
-    if split is None or len(split.labels) == 0:
-        return None
     if tta_shift < 0:
         raise SpikerollError(f"tta_shift={tta_shift} must be >= 0 (0 = one pass per recording)")
+    if split is None or len(split.labels) == 0:
+        return None
     correct = 0
     for start in range(0, len(split.labels), batch):
         frames = split.frames[start : start + batch].to(net.device, torch.float32)
