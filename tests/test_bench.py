@@ -71,3 +71,10 @@ def test_frame_shapes_and_noise_prediction():
     assert frame_shape(BenchConfig()) == (10, 2, 34, 34)
     assert frame_shape(BenchConfig(input=100, time_bins=4)) == (4, 100, 1, 1)
     assert full_rank_noise_bytes(BenchConfig()) == 512 * (2312 * 128 + 128 * 10) * 4
+
+
+def test_synthetic_data_declares_classes_and_sensor_size():
+    data = bench.synthetic_data(BenchConfig(batch_size=4))
+    assert data.classes == 10 and data.sensor_size == (34, 34, 2)  # tonic's NMNIST.sensor_size
+    flat = bench.synthetic_data(BenchConfig(input=100, time_bins=4, batch_size=4))
+    assert flat.sensor_size == (1, 1, 100) and flat.train.frames.shape[1:] == (4, 100, 1, 1)

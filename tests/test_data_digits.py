@@ -128,9 +128,10 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
         f = np.arange(4 * 2 * 2 * 34 * 34).reshape(4, 2, 2, 34, 34) % 2
         return {"train": (f.astype(np.uint8), [0, 1, 0, 1]), "val": (f[:2].astype(np.uint8), [1, 0]), "test": None}, {}
 
-    a = cached_splits("x", "x", {"k": 1}, tmp_path, True, build)
-    b = cached_splits("x", "x", {"k": 1}, tmp_path, True, build)
-    assert len(calls) == 1 and b.info["from_cache"] and b.test is None
+    declared = dict(classes=2, sensor_size=(34, 34, 2))
+    a = cached_splits("x", "x", {"k": 1}, tmp_path, True, build, **declared)
+    b = cached_splits("x", "x", {"k": 1}, tmp_path, True, build, **declared)
+    assert len(calls) == 1 and b.info["from_cache"] and b.test is None and b.classes == 2
     assert torch.equal(a.train.frames, b.train.frames)
     path = cache.cache_path("x", {"k": 1}, tmp_path)
     raw = bytearray(path.read_bytes())
@@ -138,11 +139,11 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     raw[mid:mid + 64] = b"\xaa" * 64  # damage the middle of the file
     path.write_bytes(bytes(raw))
     with pytest.warns(UserWarning, match="corrupt"):
-        c = cached_splits("x", "x", {"k": 1}, tmp_path, True, build)
+        c = cached_splits("x", "x", {"k": 1}, tmp_path, True, build, **declared)
     assert len(calls) == 2 and torch.equal(a.train.frames, c.train.frames)
     path.write_bytes(b"garbage")
     with pytest.warns(UserWarning, match="corrupt"):
-        cached_splits("x", "x", {"k": 1}, tmp_path, True, build)
+        cached_splits("x", "x", {"k": 1}, tmp_path, True, build, **declared)
     assert not list(tmp_path.glob("*.tmp"))  # no temp files left behind
 
 
@@ -151,7 +152,7 @@ def test_unwritable_cache_only_warns(tmp_path):
     blocker.write_text("not a folder")
     build = lambda: ({"train": (np.zeros((2, 1, 2, 34, 34), np.uint8), [0, 1]), "val": None, "test": None}, {})
     with pytest.warns(UserWarning, match="could not write cache"):
-        sp = cached_splits("x", "x", {}, blocker / "sub", True, build)
+        sp = cached_splits("x", "x", {}, blocker / "sub", True, build, classes=2, sensor_size=(34, 34, 2))
     assert len(sp.train) == 2 and sp.val is None
 
 
@@ -170,6 +171,10 @@ def test_digits_shapes_and_labels(digits):
         assert s.frames.max() == 1 and 0 <= s.labels.min() and s.labels.max() == 9
         assert len(s.labels.unique()) == 10
     assert "stratified" in digits.info["split"]
+    from sklearn.datasets import load_digits
+    assert digits.classes == len(load_digits().target_names) == 10
+    # tonic's order (width, height, polarities) against the frames' (N, T, polarities, height, width)
+    assert digits.sensor_size == (34, 34, 2) == tuple(digits.train.frames.shape[:-4:-1])
     idx = [set(digits.info["indices"][k]) for k in ("train", "val", "test")]
     assert not (idx[0] & idx[1] or idx[0] & idx[2] or idx[1] & idx[2]) and len(set.union(*idx)) == 1797
 

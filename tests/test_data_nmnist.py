@@ -76,6 +76,7 @@ def test_load_fake_root_with_test_split(tmp_path):
     sp = load_dataset("nmnist", str(root), cache_dir=tmp_path / "c", progress=False, val_fraction=0.34, seed=3)
     assert len(sp.train) + len(sp.val) == 30 and len(sp.test) == 30 and sp.info["skipped"] == 0
     assert sp.train.frames.shape[1:] == (10, 2, 34, 34) and sp.test.labels.bincount().tolist() == [3] * 10
+    assert sp.classes == 10 and sp.sensor_size == (34, 34, 2)  # tonic's NMNIST: 10 classes, (34, 34, 2)
     again = load_dataset("nmnist", str(root), cache_dir=tmp_path / "c", progress=False, val_fraction=0.34, seed=3)
     assert torch.equal(again.val.labels, sp.val.labels) and torch.equal(again.val.frames, sp.val.frames)
     other = load_dataset("nmnist", str(root), cache_dir=tmp_path / "c", progress=False, val_fraction=0.34, seed=4)

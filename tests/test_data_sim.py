@@ -87,11 +87,22 @@ def test_nmnist_sim_dataset(tmp_path):
     assert len(sp.train) + len(sp.val) == 36 and 8 <= len(sp.val) <= 10 and len(sp.test) == 4
     assert sp.test.labels.tolist() == labels[36:].tolist()
     assert sp.train.frames.shape[1:] == (10, 2, 34, 34) and sp.train.frames.dtype == torch.uint8
+    assert sp.classes == 10 and sp.sensor_size == (34, 34, 2)
     again = load_dataset("nmnist-sim", **kw)
     assert again.info["from_cache"] and torch.equal(again.test.frames, sp.test.frames)
     other = load_dataset("nmnist-sim", **{**kw, "seed": 5})
     assert torch.equal(other.test.frames, sp.test.frames)  # fixed holdout
     assert not torch.equal(other.val.frames, sp.val.frames)  # validation follows the run seed
+
+
+def test_nmnist_sim_classes_cover_labels_past_nine(tmp_path):
+    imgs, _ = digit_like(10)
+    labels = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 11])  # e.g. PNG folders 0..8 and 11: twelve outputs
+    write_idx(tmp_path / "x-images-idx3-ubyte", imgs, 2051, False)
+    write_idx(tmp_path / "x-labels-idx1-ubyte", labels, 2049, False)
+    sp = load_dataset("nmnist-sim", images=str(tmp_path / "x-images-idx3-ubyte"), cache_dir=tmp_path / "c",
+                      progress=False)
+    assert sp.classes == 12
 
 
 def test_simulator_matches_real_nmnist_within_10_percent():

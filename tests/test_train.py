@@ -22,7 +22,8 @@ def synthetic_data(n=120, seed=0):
         frames[i, :, :, c, :] |= (torch.rand(4, 2, 4, generator=gen) < 0.7).to(torch.uint8)
     def split(a, b):
         return SimpleNamespace(frames=frames[a:b], labels=labels[a:b])
-    return SimpleNamespace(train=split(0, 80), val=split(80, 100), test=split(100, 120))
+    return SimpleNamespace(train=split(0, 80), val=split(80, 100), test=split(100, 120), classes=4,
+                           sensor_size=(4, 4, 2))
 
 
 def small_config(**kw):

@@ -130,7 +130,9 @@ def synthetic_data(cfg: BenchConfig) -> SimpleNamespace:
     labels[0] = CLASSES - 1  # the trainer infers the class count from the largest label
     train = SimpleNamespace(frames=synthetic_frames(cfg, cfg.batch_size), labels=labels)
     small = SimpleNamespace(frames=train.frames[:1], labels=labels[:1])
-    return SimpleNamespace(train=train, val=small, test=small)
+    _, polarities, height, width = frame_shape(cfg)
+    return SimpleNamespace(train=train, val=small, test=small, classes=CLASSES,
+                           sensor_size=(width, height, polarities))
 
 
 def train_config(cfg: BenchConfig, strategy: str):

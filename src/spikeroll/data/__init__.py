@@ -1,6 +1,7 @@
 """Data layer: event recordings, binning into frames, datasets and their on-disk cache.
 
-load_dataset(name, ...) -> Splits of uint8 frames (N, T, 2, 34, 34) and int64 labels.
+load_dataset(name, ...) -> Splits of uint8 frames (N, T, 2, 34, 34) and int64 labels; each Splits
+  declares .classes (its readout size) and .sensor_size, here (34, 34, 2) in tonic's (width, height, polarities).
   "digits"     embedded default: sklearn's 8x8 digits through the saccade simulator
   "nmnist"     real N-MNIST .bin files under data_dir (Train/<label>/*.bin, Test/<label>/*.bin)
   "nmnist-sim" any images (MNIST IDX file or <label>/*.png folder) through the saccade simulator
@@ -8,7 +9,7 @@ load_dataset(name, ...) -> Splits of uint8 frames (N, T, 2, 34, 34) and int64 la
 from __future__ import annotations
 
 from spikeroll.data.binning import BinOpts, bin_batch, bin_concat, bin_events, denoise_mask
-from spikeroll.data.events import EVENT_DTYPE, SACCADE_US, SENSOR, concat, make_events, split
+from spikeroll.data.events import EVENT_DTYPE, SACCADE_US, SENSOR, SENSOR_SIZE, concat, make_events, split
 from spikeroll.data.nmnist_format import read_nmnist_bin, write_nmnist_bin
 from spikeroll.data.saccade import simulate_saccades
 from spikeroll.data.splits import Split, Splits
@@ -17,8 +18,8 @@ from spikeroll.errors import SpikerollError
 
 DATASETS = ("digits", "nmnist", "nmnist-sim")
 
-__all__ = ["DATASETS", "EVENT_DTYPE", "SACCADE_US", "SENSOR", "BinOpts", "Split", "Splits", "bin_batch",
-           "bin_concat", "bin_events", "concat", "dataset_stats", "denoise_mask", "load_dataset",
+__all__ = ["DATASETS", "EVENT_DTYPE", "SACCADE_US", "SENSOR", "SENSOR_SIZE", "BinOpts", "Split", "Splits",
+           "bin_batch", "bin_concat", "bin_events", "concat", "dataset_stats", "denoise_mask", "load_dataset",
            "load_recordings", "make_events", "read_nmnist_bin", "simulate_saccades", "split",
            "write_nmnist_bin"]
 

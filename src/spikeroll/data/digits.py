@@ -13,13 +13,14 @@ import hashlib
 import numpy as np
 
 from spikeroll.data.binning import BinOpts, bin_concat
-from spikeroll.data.events import RECORDING_US
+from spikeroll.data.events import RECORDING_US, SENSOR_SIZE
 from spikeroll.data.saccade import DEFAULTS, simulate_concat
 from spikeroll.data.splits import Splits, cached_splits, stratified_split
 
 DIGITS_SPLIT_SEED = 12345
 DIGITS_SIM_SEED = 0
 FRACTIONS = (0.70, 0.15, 0.15)
+CLASSES = 10  # the digits 0-9
 # sklearn's digits fill their 8x8 box; MNIST fits digits into 20x20 inside 28x28, so scale to 20
 SIM_PARAMS = {**DEFAULTS, "seed": DIGITS_SIM_SEED, "margin": 4}
 
@@ -54,4 +55,5 @@ def load_digits_splits(opts: BinOpts, cache_dir=None, progress: bool = True) -> 
                 "time_bins": int(frames.shape[1]), "skipped": 0}
         return parts, info
 
-    return cached_splits("digits", "digits", params, cache_dir, opts.binary, build)
+    return cached_splits("digits", "digits", params, cache_dir, opts.binary, build, classes=CLASSES,
+                         sensor_size=SENSOR_SIZE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 SENSOR = 34  # N-MNIST sensor: 34 x 34 pixels, 2 polarities
+SENSOR_SIZE = (SENSOR, SENSOR, 2)  # tonic's convention: (width, height, polarities)
 SACCADE_US = 105_000  # each of N-MNIST's three saccades lasts 105 ms
 RECORDING_US = 3 * SACCADE_US  # nominal recording length; fixes T in window mode for whole datasets
 EVENT_DTYPE = np.dtype([("x", "u1"), ("y", "u1"), ("p", "u1"), ("t", "i8")])

@@ -18,11 +18,12 @@ import torch
 
 from spikeroll.data import cache
 from spikeroll.data.binning import BinOpts, bin_concat
-from spikeroll.data.events import EVENT_DTYPE, RECORDING_US, SENSOR, split
+from spikeroll.data.events import EVENT_DTYPE, RECORDING_US, SENSOR, SENSOR_SIZE, split
 from spikeroll.data.nmnist_format import OVERFLOW_Y
 from spikeroll.data.splits import Split, Splits, stratified_split
 from spikeroll.errors import SpikerollError
 
+CLASSES = 10  # label folders are the single digits 0-9
 _CHUNK_FILES = 2000  # files decoded together: bounds memory for the full 70k-file dataset
 _MAX_NAMED = 20  # individual warnings before the rest are only counted
 
@@ -100,7 +101,7 @@ def scan_folder(split_dir: Path, problems: Problems | None = None) -> tuple[list
             continue
         files += [Path(e.path) / n for n in names]
         labels += [int(e.name)] * len(names)
-    missing = sorted(set(range(10)) - set(labels))
+    missing = sorted(set(range(CLASSES)) - set(labels))
     if files and missing:
         warnings.warn(f"{split_dir} has no recordings for labels {missing}", stacklevel=2)
     return files, np.array(labels, np.int64)
@@ -290,4 +291,5 @@ def load_nmnist_splits(data_dir, opts: BinOpts, *, val_fraction: float = 0.2, se
         info["split"] += "no Test/ folder, so no test split"
     info["skipped"] = len(info["skipped_files"])
     info["time_bins"] = int(frames.shape[1])
-    return Splits("nmnist", as_split(frames[tr], labels[tr]), as_split(frames[va], labels[va]), test, info)
+    return Splits("nmnist", as_split(frames[tr], labels[tr]), as_split(frames[va], labels[va]), test, info,
+                  classes=CLASSES, sensor_size=SENSOR_SIZE)

@@ -14,7 +14,7 @@ import torch
 
 from spikeroll.data import cache
 from spikeroll.data.binning import BinOpts, bin_concat
-from spikeroll.data.events import RECORDING_US
+from spikeroll.data.events import RECORDING_US, SENSOR_SIZE
 from spikeroll.data.images import load_images
 from spikeroll.data.saccade import DEFAULTS, simulate_concat
 from spikeroll.data.splits import Split, Splits, stratified_split
@@ -75,4 +75,7 @@ def load_sim_splits(source, opts: BinOpts, *, val_fraction: float = 0.2, seed: i
             "split": f"test = last {n_test} images ({TEST_FRACTION:.0%}, fixed); validation = stratified "
                      f"{val_fraction:.0%} of the rest (seed {seed}): {len(tr)} train / {len(va)} val / {n_test} test",
             "time_bins": int(frames.shape[1])}
-    return Splits("nmnist-sim", part(tr), part(va), part(np.arange(rest, len(images))), info)
+    # MNIST's ten digits; a PNG folder may name more classes (label folders 10, 11, ...)
+    classes = max(int(labels.max()), 9) + 1
+    return Splits("nmnist-sim", part(tr), part(va), part(np.arange(rest, len(images))), info, classes=classes,
+                  sensor_size=SENSOR_SIZE)

@@ -23,11 +23,16 @@ class Split:
 
 @dataclass
 class Splits:
+    """A dataset's splits, and what it declares about itself, tonic-style: `classes` (the readout
+    size: labels lie in 0..classes-1) and `sensor_size` (width, height, polarities), the order of
+    tonic's `Dataset.sensor_size`; every split's frames are (N, T, polarities, height, width)."""
     name: str
     train: Split
     val: Split
     test: Split | None  # None when the dataset has no test split
     info: dict = field(default_factory=dict)
+    classes: int = field(kw_only=True)
+    sensor_size: tuple[int, int, int] = field(kw_only=True)
 
 
 def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
@@ -45,7 +50,7 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int
 
 
 def cached_splits(name: str, kind: str, params: dict, cache_dir, binary: bool,
-                  build: Callable[[], tuple[dict, dict]]) -> Splits:
+                  build: Callable[[], tuple[dict, dict]], *, classes: int, sensor_size: tuple) -> Splits:
     """Load Splits from the cache entry for params, or call build() -> ({split: (frames, labels)
     or None}, info), store the result, and return it."""
     path = cache.cache_path(kind, params, cache_dir)
@@ -71,4 +76,4 @@ def cached_splits(name: str, kind: str, params: dict, cache_dir, binary: bool,
             continue
         frames = cache.unpack_frames(arrays[f"{s}_frames"], tuple(arrays[f"{s}_shape"]), binary)
         out[s] = Split(torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(arrays[f"{s}_labels"]))
-    return Splits(name, out["train"], out["val"], out["test"], info)
+    return Splits(name, out["train"], out["val"], out["test"], info, classes=classes, sensor_size=sensor_size)
