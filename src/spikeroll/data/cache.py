@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+
+from spikeroll.atomic import atomic_write
 
 FORMAT_VERSION = 2  # 2: simulator polarity follows the real N-MNIST recordings
 _META = "__meta__"
@@ -35,22 +37,15 @@ def _crc(a: np.ndarray) -> int:
 
 
 def save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Write arrays + JSON meta to path atomically (temp file in the same folder, then os.replace).
+    """Write arrays + JSON meta to path atomically (spikeroll.atomic).
     A cache that cannot be written (read-only folder, full disk) only costs a warning."""
     meta = {**meta, "crc": {k: _crc(v) for k, v in arrays.items()}}
-    tmp = None
+    blob = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays, **{_META: np.frombuffer(json.dumps(meta).encode(), np.uint8)})
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, **arrays, **{_META: blob}))
     except OSError as e:
         warnings.warn(f"could not write cache file {path} ({e.strerror or e}); set SPIKEROLL_CACHE to a "
                       "writable folder to make the next load fast", stacklevel=3)
-    finally:
-        if tmp is not None and Path(tmp).exists():
-            Path(tmp).unlink()
 
 
 def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
@@ -67,6 +62,39 @@ def load(path: Path) -> tuple[dict[str, np.ndarray], dict] | None:
     except Exception as e:  # any damage at all: rebuild rather than trust
         warnings.warn(f"cache file {path} is corrupt ({type(e).__name__}: {e}); rebuilding it", stacklevel=3)
         return None
+
+
+def cached_frames(path: Path, binary: bool, build: Callable[[], tuple[dict[str, np.ndarray], dict]]
+                  ) -> tuple[dict[str, np.ndarray], dict, bool]:
+    """The frame-cache round trip: (arrays, meta, hit) from the entry at path, or from build() ->
+    (arrays, meta), which is then stored there. Every array named "frames" or "<split>_frames" is
+    frames (N, T, 2, H, W), bit-packed on disk when binary, its shape stored beside it as "shape" or
+    "<split>_shape"; other arrays (labels, ids) are stored as they are. The arrays returned hold the
+    frames unpacked, the shapes dropped."""
+    hit = load(path)
+    if hit is not None:
+        stored, meta = hit
+        arrays = {}
+        for name, a in stored.items():
+            if name.endswith("frames"):
+                arrays[name] = unpack_frames(a, tuple(stored[_shape_key(name)]), binary)
+            elif not (name.endswith("shape") and f"{name[:-len('shape')]}frames" in stored):
+                arrays[name] = a
+        return arrays, meta, True
+    arrays, meta = build()
+    stored = {}
+    for name, a in arrays.items():
+        if name.endswith("frames"):
+            stored[name] = pack_frames(a, binary)
+            stored[_shape_key(name)] = np.array(a.shape, np.int64)
+        else:
+            stored[name] = a
+    save(path, stored, meta)
+    return arrays, meta, False
+
+
+def _shape_key(frames_key: str) -> str:
+    return f"{frames_key[:-len('frames')]}shape"  # "frames" -> "shape", "train_frames" -> "train_shape"
 
 
 def pack_frames(frames: np.ndarray, binary: bool) -> np.ndarray:

@@ -213,28 +213,27 @@ def load_folder(split_dir: Path, opts: BinOpts, strict: bool, cache_dir, progres
     params = {"bin": opts.key(), "files": file_list_hash(files), "strict": strict, "nominal_us": RECORDING_US,
               "scan_problems": scan_problems.items, "ids": True}
     path = cache.cache_path("nmnist", params, cache_dir)
-    hit = cache.load(path)
-    if hit is not None:
-        arrays, meta = hit
+
+    def build():
+        problems = Problems(strict)
+        problems.items = list(scan_problems.items)
+        frames, labs, readable = [], [], []
+        for ev, s, n, lab, ok in iter_chunks(files, labels, problems, progress):
+            frames.append(bin_concat(ev, s, n, opts, total_us=RECORDING_US))
+            labs.append(lab)
+            readable.append(ok)
+        problems.summary()
+        T = frames[0].shape[1] if frames else opts.time_bins
+        frames = np.concatenate(frames) if frames else np.zeros((0, T, 2, SENSOR, SENSOR), np.uint8)
+        ids = recording_ids(files)[np.concatenate(readable)] if readable else np.zeros(0, np.int64)
+        return ({"frames": frames, "labels": np.concatenate(labs) if labs else np.zeros(0, np.int64), "ids": ids},
+                {"skipped": problems.items})
+
+    arrays, meta, hit = cache.cached_frames(path, opts.binary, build)
+    if hit:
         for item in meta["skipped"][len(scan_problems.items):]:  # repeat the file warnings on a cache hit
             warnings.warn(f"skipping {item}", stacklevel=2)
-        frames = cache.unpack_frames(arrays["frames"], tuple(arrays["shape"]), opts.binary)
-        return frames, arrays["labels"], arrays["ids"], meta["skipped"], path
-    problems = Problems(strict)
-    problems.items = list(scan_problems.items)
-    frames, labs, readable = [], [], []
-    for ev, s, n, lab, ok in iter_chunks(files, labels, problems, progress):
-        frames.append(bin_concat(ev, s, n, opts, total_us=RECORDING_US))
-        labs.append(lab)
-        readable.append(ok)
-    problems.summary()
-    T = frames[0].shape[1] if frames else opts.time_bins
-    frames = np.concatenate(frames) if frames else np.zeros((0, T, 2, SENSOR, SENSOR), np.uint8)
-    labels = np.concatenate(labs) if labs else np.zeros(0, np.int64)
-    ids = recording_ids(files)[np.concatenate(readable)] if readable else np.zeros(0, np.int64)
-    cache.save(path, {"frames": cache.pack_frames(frames, opts.binary), "shape": np.array(frames.shape),
-                      "labels": labels, "ids": ids}, {"skipped": problems.items})
-    return frames, labels, ids, problems.items, path
+    return arrays["frames"], arrays["labels"], arrays["ids"], meta["skipped"], path
 
 
 def parse_id_ranges(text: str) -> list[tuple[int, int]]:

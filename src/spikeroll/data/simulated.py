@@ -50,8 +50,8 @@ def load_sim_splits(source, opts: BinOpts, *, val_fraction: float = 0.2, seed: i
     digest = hashlib.sha256(np.ascontiguousarray(images).tobytes() + labels.tobytes()).hexdigest()
     params = {"sim": SIM_PARAMS, "bin": opts.key(), "images": digest}
     path = cache.cache_path("nmnist-sim", params, cache_dir)
-    hit = cache.load(path)
-    if hit is None:
+
+    def build():
         frames = []
         starts = range(0, len(images), _CHUNK_IMAGES)
         if progress:
@@ -61,16 +61,15 @@ def load_sim_splits(source, opts: BinOpts, *, val_fraction: float = 0.2, seed: i
             chunk = images[a:a + _CHUNK_IMAGES]
             ev, s = simulate_concat(chunk, **SIM_PARAMS, index_offset=a)
             frames.append(bin_concat(ev, s, len(chunk), opts, total_us=RECORDING_US))
-        frames = np.concatenate(frames)
-        cache.save(path, {"frames": cache.pack_frames(frames, opts.binary), "shape": np.array(frames.shape)}, {})
-    else:
-        arrays, _ = hit
-        frames = cache.unpack_frames(arrays["frames"], tuple(arrays["shape"]), opts.binary)
+        return {"frames": np.concatenate(frames)}, {}
+
+    arrays, _, hit = cache.cached_frames(path, opts.binary, build)
+    frames = arrays["frames"]
     n_test = max(1, int(round(TEST_FRACTION * len(images))))
     rest = len(images) - n_test
     tr, va = stratified_split(labels[:rest], (1 - val_fraction, val_fraction), seed)
     part = lambda i: Split(torch.from_numpy(np.ascontiguousarray(frames[i])), torch.from_numpy(labels[i]))
-    info = {"source": str(source), "cache": str(path), "from_cache": hit is not None, "skipped": 0,
+    info = {"source": str(source), "cache": str(path), "from_cache": hit, "skipped": 0,
             "simulator": {k: list(v) if isinstance(v, tuple) else v for k, v in SIM_PARAMS.items()},
             "split": f"test = last {n_test} images ({TEST_FRACTION:.0%}, fixed); validation = stratified "
                      f"{val_fraction:.0%} of the rest (seed {seed}): {len(tr)} train / {len(va)} val / {n_test} test",

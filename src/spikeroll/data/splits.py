@@ -54,26 +54,22 @@ def cached_splits(name: str, kind: str, params: dict, cache_dir, binary: bool,
     """Load Splits from the cache entry for params, or call build() -> ({split: (frames, labels)
     or None}, info), store the result, and return it."""
     path = cache.cache_path(kind, params, cache_dir)
-    hit = cache.load(path)
-    if hit is None:
+
+    def build_arrays():
         parts, info = build()
         arrays = {}
         for s, part in parts.items():
             if part is not None:
-                frames, labels = part
-                arrays[f"{s}_frames"] = cache.pack_frames(frames, binary)
-                arrays[f"{s}_shape"] = np.array(frames.shape, np.int64)
-                arrays[f"{s}_labels"] = np.asarray(labels, np.int64)
-        cache.save(path, arrays, {"info": info, "binary": binary})
-        info = {**info, "cache": str(path), "from_cache": False}
-    else:
-        arrays, meta = hit
-        info = {**meta["info"], "cache": str(path), "from_cache": True}
+                arrays[f"{s}_frames"], arrays[f"{s}_labels"] = part[0], np.asarray(part[1], np.int64)
+        return arrays, {"info": info, "binary": binary}
+
+    arrays, meta, hit = cache.cached_frames(path, binary, build_arrays)
+    info = {**meta["info"], "cache": str(path), "from_cache": hit}
     out = {}
     for s in SPLIT_NAMES:
         if f"{s}_frames" not in arrays:
             out[s] = None
             continue
-        frames = cache.unpack_frames(arrays[f"{s}_frames"], tuple(arrays[f"{s}_shape"]), binary)
-        out[s] = Split(torch.from_numpy(np.ascontiguousarray(frames)), torch.from_numpy(arrays[f"{s}_labels"]))
+        frames = np.ascontiguousarray(arrays[f"{s}_frames"])
+        out[s] = Split(torch.from_numpy(frames), torch.from_numpy(arrays[f"{s}_labels"]))
     return Splits(name, out["train"], out["val"], out["test"], info, classes=classes, sensor_size=sensor_size)
