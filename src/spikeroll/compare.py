@@ -1,37 +1,10 @@
 """`spikeroll compare`: EGGROLL at several ranks, full-rank OpenAI-ES and the BPTT baseline on the
-same network, data and budget, each as an ordinary run directory, summarised in compare.md and
-compare.png.
-
-Method
-------
-Every run is trained by `spikeroll.train.Trainer` in its own fresh Python process
-(`python -m spikeroll.compare SPEC`), one after another, so that runs do not share memory or
-warmed-up caches and each one's peak memory can be measured on its own:
-
-* peak RSS, run: the highest resident memory of that process over the whole run (evaluations with
-  batches of 1000 samples included): `resource.getrusage(RUSAGE_SELF).ru_maxrss`, combined with the
-  Linux high-water marks read below (resetting the mark also resets what ru_maxrss reports).
-* peak RSS, steps: the highest resident memory while generation steps ran, evaluations excluded:
-  on Linux, freed memory is handed back to the OS (glibc malloc_trim) and the VmHWM high-water mark
-  of /proc/self/status is reset (writing 5 to /proc/self/clear_refs) just before training, and the
-  mark is read when the first evaluation starts: the peak over the first eval_every steps (all
-  steps have the same shapes), with no measuring inside the timed steps ("—" where unsupported).
-  This is the column that shows the strategies' own training memory; for small networks the run
-  peak is set by evaluation.
-  Both include the Python interpreter, torch and the dataset held in memory, which every run pays
-  alike. The RSS right before training is kept in resources.json as `rss_before_training_mib`.
-* peak GPU memory (CUDA runs only): `torch.cuda.max_memory_allocated()`.
-* s/gen: the mean time of one generation (one optimizer step for BPTT), evaluation excluded.
-* train s: the summed generation times (report.json's wall_seconds); wall s: the wall-clock time
-  of the whole run in its process (training, evaluations and checkpoints; not the interpreter start
-  or data loading).
-
-Budget: `generations` runs every strategy for the same number of optimizer steps (with the
-config's lr schedule); `budget_seconds` stops each run once it has spent that many training seconds
-(the lr schedule is then constant, since the number of steps is not known in advance, unless
-`generations` is also given as the schedule's horizon and a cap).
-
+same network, data and budget, each as an ordinary run directory trained in its own fresh process
+(`python -m spikeroll.compare SPEC`), one after another, summarised in compare.md and compare.png.
 BPTT takes its own learning rate (`bptt_lr`, default 2e-3): the ES default lr is not meant for it.
+
+How each column is measured (peak RSS of the steps and of the whole run, s/gen, train s, wall s)
+and how a time budget interacts with the lr schedule: docs/results/compare.md.
 """
 
 from __future__ import annotations
