@@ -8,7 +8,10 @@ from pathlib import Path
 
 import click
 
-from spikeroll.config import TrainConfig, parse_widths
+from spikeroll.config import OPTIMIZERS, SCHEDULES, TrainConfig, parse_widths
+from spikeroll.data import DATASETS
+from spikeroll.model import READOUTS, RESETS
+from spikeroll.strategies import SHAPINGS, STRATEGIES
 from spikeroll.errors import SpikerollError
 
 DEFAULTS = TrainConfig()
@@ -16,7 +19,7 @@ DEFAULTS = TrainConfig()
 # (flag, config field, click type, help). Every option defaults to None so that only the values a
 # user typed override the config file (or, with --resume, the run's saved config).
 TRAIN_OPTIONS = [
-    ("--dataset", "dataset", str, "Dataset: digits (embedded, offline), nmnist (real N-MNIST), nmnist-sim (simulated from --images)."),
+    ("--dataset", "dataset", click.Choice(DATASETS), "Dataset: digits (embedded, offline), nmnist (real N-MNIST), nmnist-sim (simulated from --images)."),
     ("--data-dir", "data_dir", str, "Dataset root, e.g. the folder holding N-MNIST's Train/ and Test/."),
     ("--images", "images", str, "For nmnist-sim: an MNIST IDX image file or a folder of images to simulate."),
     ("--time-bins", "time_bins", int, "Time bins T per recording."),
@@ -28,20 +31,20 @@ TRAIN_OPTIONS = [
     ("--hidden", "hidden", str, "Hidden LIF layer widths, comma-separated, e.g. 128 or 256,128."),
     ("--beta", "beta", float, "Membrane decay β of every layer (v <- β·v + I)."),
     ("--threshold", "threshold", float, "Spike threshold θ."),
-    ("--reset", "reset", click.Choice(["subtract", "zero"]), "Reset after a spike: subtract θ or set to zero."),
-    ("--readout", "readout", click.Choice(["membrane", "spikes"]), "Logits: time-averaged membrane of a leaky output layer, or output spike counts."),
+    ("--reset", "reset", click.Choice(RESETS), "Reset after a spike: subtract θ or set to zero."),
+    ("--readout", "readout", click.Choice(READOUTS), "Logits: time-averaged membrane of a leaky output layer, or output spike counts."),
     ("--init-gain", "init_gain", float, "Scale of the uniform ±gain/√fan_in weight initialisation."),
     ("--init-from", "init_from", str, "Start from the trained network of this run directory (same layer sizes), e.g. one pretrained on nmnist-sim."),
-    ("--strategy", "strategy", click.Choice(["eggroll", "openes", "bptt"]), "eggroll (low-rank ES), openes (full-rank ES baseline) or bptt (surrogate-gradient backprop baseline; give it --lr ~0.001-0.005)."),
+    ("--strategy", "strategy", click.Choice(STRATEGIES), "eggroll (low-rank ES), openes (full-rank ES baseline) or bptt (surrogate-gradient backprop baseline; give it --lr ~0.001-0.005)."),
     ("--rank", "rank", int, "Rank r of EGGROLL's A·Bᵀ perturbations (1 <= r <= min(m, n))."),
     ("--population", "population", int, "Population size N (even: antithetic pairs)."),
     ("--sigma", "sigma", float, "Noise scale σ (> 0)."),
     ("--sigma-final", "sigma_final", float, "Anneal σ to this value over the run (default: constant σ)."),
-    ("--shaping", "shaping", click.Choice(["centered_ranks", "zscore", "none"]), "Fitness shaping."),
+    ("--shaping", "shaping", click.Choice(SHAPINGS), "Fitness shaping."),
     ("--temperature", "temperature", float, "Softmax temperature of the cross-entropy fitness."),
-    ("--optimizer", "optimizer", click.Choice(["adam", "sgd"]), "Optimizer the ES gradient is handed to (adam = AdamW)."),
+    ("--optimizer", "optimizer", click.Choice(OPTIMIZERS), "Optimizer the ES gradient is handed to (adam = AdamW)."),
     ("--lr", "lr", float, "Learning rate (the default suits ES; for --strategy bptt use ~0.001-0.005)."),
-    ("--lr-schedule", "lr_schedule", click.Choice(["constant", "cosine", "linear"]), "Learning-rate schedule over the run."),
+    ("--lr-schedule", "lr_schedule", click.Choice(SCHEDULES), "Learning-rate schedule over the run."),
     ("--momentum", "momentum", float, "SGD momentum, or Adam's beta1 (how long it averages the gradient)."),
     ("--weight-decay", "weight_decay", float, "Decoupled weight decay."),
     ("--generations", "generations", int, "Generations (optimizer steps) to run in total."),
@@ -130,7 +133,7 @@ def train(config_file, out_dir, resume, overwrite, quiet, **overrides):
 
 @main.command(name="eval")
 @click.argument("run_dir", type=click.Path())
-@click.option("--dataset", default=None, help="Evaluate on another dataset than the run's.")
+@click.option("--dataset", default=None, type=click.Choice(DATASETS), help="Evaluate on another dataset than the run's.")
 @click.option("--data-dir", default=None, help="Root of that dataset.")
 @click.option("--images", default=None, help="For nmnist-sim: the image file or folder.")
 @click.option("--tta-shift", default=0, show_default=True, type=click.IntRange(min=0),
@@ -234,17 +237,15 @@ def data():
 
 
 @data.command()
-@click.option("--dataset", default="digits", show_default=True, help="digits, nmnist or nmnist-sim.")
+@click.option("--dataset", default="digits", show_default=True, type=click.Choice(DATASETS), help="Dataset to inspect.")
 @click.option("--data-dir", default=None, help="Dataset root (nmnist: the folder holding Train/ and Test/).")
 @click.option("--images", default=None, help="For nmnist-sim: an MNIST IDX image file or a folder of images.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def stats(dataset, data_dir, images, as_json):
     """Per-class counts, events per sample, ON fraction, recording length and saccade timing."""
-    from spikeroll.data import DATASETS, dataset_stats
+    from spikeroll.data import dataset_stats
     from spikeroll.data.stats import format_stats
 
-    if dataset not in DATASETS:
-        raise SpikerollError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     result = dataset_stats(dataset, data_dir, images=images)
     click.echo(json.dumps(result, indent=2) if as_json else format_stats(result))
 
