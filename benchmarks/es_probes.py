@@ -41,45 +41,53 @@ import torch
 from spikeroll import TrainConfig
 from spikeroll.api import load_data
 from spikeroll.strategies import EvolutionStrategy
-from spikeroll.train import Trainer, accuracy, load_trained, member_fitness
+from spikeroll.callbacks import Callback
+from spikeroll.evaluation import accuracy
+from spikeroll.fitness import member_fitness
+from spikeroll.train import Trainer, load_trained
 
 DECAYS = (0.99, 0.995, 0.998, 0.999)
 REPORT_EVERY = 250
 
 
-def probe_average(trainer: Trainer, data, step):
-    averages = {d: [p.detach().clone() for p in trainer.net.params.values()] for d in DECAYS}
+class ProbeAverage(Callback):
+    """Exponential moving averages of the parameters at several decays, evaluated every
+    REPORT_EVERY generations beside the iterate."""
 
-    def averaged_step():
-        record = step()
-        k = trainer.generation + 1  # the step just taken (generation is advanced after step())
-        for d, avg in averages.items():
-            for a, p in zip(avg, trainer.net.params.values()):
+    def __init__(self, data):
+        self.data, self.averages = data, None
+
+    def on_run_start(self, trainer):
+        self.averages = {d: [p.detach().clone() for p in trainer.net.params.values()] for d in DECAYS}
+
+    def on_step_end(self, trainer, record):
+        k, net, data = trainer.generation, trainer.net, self.data  # k counts the step just taken
+        for d, avg in self.averages.items():
+            for a, p in zip(avg, net.params.values()):
                 a.lerp_(p.detach(), max(1 - d, 1 / k))
         if k % REPORT_EVERY == 0 or k == trainer.cfg.generations:
-            iterate = [p.detach().clone() for p in trainer.net.params.values()]
-            line = {"generation": k, "iterate": [accuracy(trainer.net, data.val), accuracy(trainer.net, data.test)]}
-            for d, avg in averages.items():
-                trainer.net.load_parameters(avg)
-                line[f"average {d}"] = [accuracy(trainer.net, data.val), accuracy(trainer.net, data.test)]
-            trainer.net.load_parameters(iterate)
+            iterate = [p.detach().clone() for p in net.params.values()]
+            line = {"generation": k, "iterate": [accuracy(net, data.val), accuracy(net, data.test)]}
+            for d, avg in self.averages.items():
+                net.load_parameters(avg)
+                line[f"average {d}"] = [accuracy(net, data.val), accuracy(net, data.test)]
+            net.load_parameters(iterate)
             print(json.dumps(line), flush=True)
-        return record
-
-    return averaged_step
 
 
-def probe_frozen(trainer: Trainer, data, step):
-    initial = {name: p.clone() for name, p in trainer.net.params.items() if name.startswith("layer0.")}
+class ProbeFrozen(Callback):
+    """Keeps the first layer at its initial values: only the later layers learn."""
 
-    def frozen_step():
-        record = step()
+    def __init__(self, data):
+        self.initial = None
+
+    def on_run_start(self, trainer):
+        self.initial = {name: p.clone() for name, p in trainer.net.params.items() if name.startswith("layer0.")}
+
+    def on_step_end(self, trainer, record):
         with torch.no_grad():
-            for name, value in initial.items():
+            for name, value in self.initial.items():
                 trainer.net.params[name].copy_(value)
-        return record
-
-    return frozen_step
 
 
 @torch.no_grad()
@@ -213,9 +221,8 @@ def main():
         return probe_sigma(out, int(sys.argv[3]) if len(sys.argv) > 3 else 512)
     cfg = TrainConfig.from_dict(json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}).validate()
     data = load_data(cfg, progress=False)
-    trainer = Trainer(cfg, out, data, overwrite=True)
-    wrap = probe_average if probe == "average" else probe_frozen
-    trainer.step = wrap(trainer, data, trainer.step)
+    probe_callback = (ProbeAverage if probe == "average" else ProbeFrozen)(data)
+    trainer = Trainer(cfg, out, data, overwrite=True, callbacks=[probe_callback])
     print(json.dumps({"final": trainer.run(progress=False)}))
 
 

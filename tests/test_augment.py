@@ -5,7 +5,7 @@ import torch
 from spikeroll.augment import augment_frames, shift_frames, shifts
 from spikeroll.data import Split
 from spikeroll.model import SpikingNet
-from spikeroll.train import accuracy
+from spikeroll.evaluation import accuracy
 
 
 def shifted_reference(sample, dy, dx):

@@ -49,7 +49,7 @@ def explicit_member_params(es, generation, sigma, member):
     pair, sign = divmod(member, 2)
     sign = 1.0 - 2.0 * sign
     params = []
-    for p, noise in zip(es.net.params.values(), es.raw_noise(generation, range(pair, pair + 1))):
+    for p, noise in zip(es.params.values(), es.raw_noise(generation, range(pair, pair + 1))):
         if len(noise) == 2:
             eps = noise[0][0] @ noise[1][0].t() / math.sqrt(es.rank)
         else:

@@ -10,7 +10,8 @@ import torch
 from spikeroll.checkpoint import load_checkpoint
 from spikeroll.config import TrainConfig
 from spikeroll.errors import SpikerollError
-from spikeroll.train import Trainer, batch_indices, member_fitness
+from spikeroll.fitness import member_fitness
+from spikeroll.train import Trainer, batch_indices
 
 
 def synthetic_data(n=120, seed=0):
@@ -82,14 +83,14 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
 
 
 def test_nan_member_does_not_poison_update(tmp_path, monkeypatch):
-    import spikeroll.train as train_module
+    import spikeroll.evaluators as evaluators
 
-    real = train_module.member_fitness
+    real = evaluators.member_fitness
     def with_nan(logits, labels, temperature):
         fitness, acc = real(logits, labels, temperature)
         fitness[3] = float("nan")
         return fitness, acc
-    monkeypatch.setattr(train_module, "member_fitness", with_nan)
+    monkeypatch.setattr(evaluators, "member_fitness", with_nan)
     trainer = Trainer(small_config(generations=3), tmp_path, synthetic_data())
     trainer.run(progress=False)
     assert all(torch.isfinite(p).all() for p in trainer.net.params.values())
@@ -130,7 +131,7 @@ def test_momentum_is_adams_beta1(tmp_path):
         value = next(ascent)
         return [torch.full_like(p, value) for p in tr.net.params.values()]
 
-    tr.strategy.gradient = fixed_gradient
+    tr.estimator.strategy.gradient = fixed_gradient
     start = tr.net.params["layer0.bias"].clone()
     tr.step(); tr.step()
     g1, g2 = -1.0, 3.0  # the optimiser minimises, so it sees the negative ascent direction

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from spikeroll.config import TrainConfig
-from spikeroll.train import Trainer, accuracy, load_trained
+from spikeroll.evaluation import accuracy
+from spikeroll.train import Trainer, load_trained
 
 
 def load_data(cfg: TrainConfig, progress: bool = True):
@@ -17,11 +18,14 @@ def load_data(cfg: TrainConfig, progress: bool = True):
 
 
 def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest", *, resume: bool = False,
-              overwrite: bool = False, progress: bool = True, data=None) -> dict:
-    """Train (or resume) a run and return its report (also written to out_dir/report.json)."""
+              overwrite: bool = False, progress: bool = True, data=None, callbacks=()) -> dict:
+    """Train (or resume) a run and return its report (also written to out_dir/report.json).
+
+    `callbacks` are `spikeroll.callbacks.Callback` instances called around every generation."""
     cfg = (cfg or TrainConfig()).validate()
     data = data if data is not None else load_data(cfg, progress)
-    return Trainer(cfg, out_dir, data, resume=resume, overwrite=overwrite).run(progress=progress)
+    trainer = Trainer(cfg, out_dir, data, resume=resume, overwrite=overwrite, callbacks=callbacks)
+    return trainer.run(progress=progress)
 
 
 def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,

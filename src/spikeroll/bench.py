@@ -148,7 +148,7 @@ def inference_batch(cfg: BenchConfig) -> int:
     activation budget (the budget that also sizes EGGROLL's pair chunks)."""
     if cfg.inference_batch:
         return cfg.inference_batch
-    from spikeroll.train import ACTIVATION_BUDGET_BYTES
+    from spikeroll.evaluators import ACTIVATION_BUDGET_BYTES
 
     per_sample = cfg.time_bins * (cfg.input + max(cfg.sizes[1:])) * 4
     return max(1, min(cfg.population * cfg.batch_size, ACTIVATION_BUDGET_BYTES // per_sample))
@@ -162,9 +162,11 @@ def inference_pool(cfg: BenchConfig) -> int:
 
 def chunk_pairs(cfg: BenchConfig, strategy: str = "eggroll") -> int:
     """Pairs the trainer evaluates at once for this config and strategy."""
-    from spikeroll.train import auto_chunk_pairs
+    from spikeroll.evaluators import auto_unit_pairs
+    from spikeroll.train import resolve_device
 
-    return auto_chunk_pairs(train_config(cfg, strategy), SimpleNamespace(sizes=cfg.sizes), cfg.batch_size)
+    return auto_unit_pairs(cfg.population // 2, cfg.sizes, cfg.batch_size, cfg.time_bins,
+                           cfg.rank if strategy == "eggroll" else None, resolve_device(cfg.device))
 
 
 def weight_elements(cfg: BenchConfig) -> int:
@@ -243,9 +245,7 @@ def run_case(cfg: BenchConfig, case: str) -> dict:
         if case in ("eggroll", "openes"):
             trainer = Trainer(train_config(cfg, case), tmp, synthetic_data(cfg), overwrite=True)
 
-            def work():
-                trainer.step()
-                trainer.generation += 1  # as Trainer.run does: fresh noise and minibatch each time
+            work = trainer.step  # one generation; each call advances it (fresh noise and minibatch)
         else:
             net = make_network(train_config(cfg, "eggroll"), cfg.input, CLASSES, device)
             total = cfg.population * cfg.batch_size

@@ -20,33 +20,40 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from spikeroll.config import TrainConfig
 
 
-def bptt_step(trainer) -> dict:
-    """One BPTT optimizer step of `trainer` (a spikeroll.train.Trainer) on generation g's minibatch.
+class BPTTEstimator:
+    """The exact surrogate gradient of the minibatch loss of the one (unperturbed) network."""
 
-    Returns the same metric keys as an ES generation: fitness_mean = fitness_max = −loss on the
-    batch (there is a single network, not a population), train_batch_accuracy of the network
-    before the update, and sigma = None.
-    """
-    cfg, net = trainer.cfg, trainer.net
-    frames, labels = trainer.minibatch()
-    params = list(net.params.values())
-    for p in params:  # set lazily: loading a checkpoint copies into the parameters in place first
-        if not p.requires_grad:
-            p.requires_grad_(True)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    with torch.enable_grad():
-        logits = net.logits(frames)
-        loss = F.cross_entropy(logits / cfg.temperature, labels)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            loss.backward()
-    if finite and all(p.grad is None or torch.isfinite(p.grad).all() for p in params):
-        trainer.optimizer.step()
-    else:  # a non-finite loss or gradient skips the update instead of poisoning the parameters
-        trainer.optimizer.zero_grad(set_to_none=True)
-    trainer.scheduler.step()
-    fitness = -float(loss.detach()) if finite else None
-    accuracy = float((logits.detach().argmax(-1) == labels).float().mean())
-    return {"fitness_mean": fitness, "fitness_max": fitness, "train_batch_accuracy": accuracy, "sigma": None}
+    def __init__(self, net, cfg: TrainConfig):
+        self.net, self.temperature = net, cfg.temperature
+
+    def estimate(self, generation: int, frames: torch.Tensor, labels: torch.Tensor) -> dict:
+        """Fills p.grad by backpropagation through time; a non-finite loss or gradient leaves every
+        p.grad None, so the optimiser skips the step instead of poisoning the parameters.
+
+        Returns the same metric keys as an ES generation: fitness_mean = fitness_max = −loss on the
+        batch (there is a single network, not a population), train_batch_accuracy of the network
+        before the update, and sigma = None.
+        """
+        params = list(self.net.params.values())
+        for p in params:  # set lazily: loading a checkpoint copies into the parameters in place first
+            if not p.requires_grad:
+                p.requires_grad_(True)
+            p.grad = None
+        with torch.enable_grad():
+            logits = self.net.logits(frames)
+            loss = F.cross_entropy(logits / self.temperature, labels)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
+        if not (finite and all(p.grad is None or torch.isfinite(p.grad).all() for p in params)):
+            for p in params:
+                p.grad = None
+        fitness = -float(loss.detach()) if finite else None
+        accuracy = float((logits.detach().argmax(-1) == labels).float().mean())
+        return {"fitness_mean": fitness, "fitness_max": fitness, "train_batch_accuracy": accuracy, "sigma": None}
+
+    def describe(self) -> dict:
+        return {"strategy": "bptt", "rank": None, "population": None}

@@ -115,7 +115,9 @@ def build_config(config_file, resume_dir, overrides: dict) -> TrainConfig:
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(config_file, out_dir, resume, overwrite, quiet, **overrides):
+@click.option("--tensorboard", is_flag=True,
+              help="Write every generation's metrics to OUT/tensorboard (needs the extra spikeroll[tensorboard]).")
+def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, **overrides):
     """Train an SNN with EGGROLL (or full-rank OpenAI-ES) and write a run directory.
 
     The run directory holds config.json, metrics.jsonl (one line per generation), checkpoint.pt
@@ -127,7 +129,12 @@ def train(config_file, out_dir, resume, overwrite, quiet, **overrides):
     if resume and overwrite:
         _fail("--resume and --overwrite contradict each other; pass one of them")
     cfg = build_config(config_file, out_dir if resume else None, overrides)
-    report = train_run(cfg, out_dir, resume=resume, overwrite=overwrite, progress=not quiet)
+    callbacks = []
+    if tensorboard:
+        from spikeroll.callbacks import TensorBoardCallback
+
+        callbacks.append(TensorBoardCallback())
+    report = train_run(cfg, out_dir, resume=resume, overwrite=overwrite, progress=not quiet, callbacks=callbacks)
     click.echo(json.dumps(report, indent=2))
 
 

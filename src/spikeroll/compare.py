@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from spikeroll.callbacks import Callback
 from spikeroll.config import TrainConfig
 from spikeroll.errors import SpikerollError
 from spikeroll.memory import max_rss_bytes, reset_peak_rss, status_bytes
@@ -103,31 +104,30 @@ def _peak_rss_since_reset_mib() -> float | None:
     return None if peak is None else peak / 2**20
 
 
-class _StepMemory:
+class _StepMemory(Callback):
     """Peak RSS of the generation steps, with no work inside the timed steps.
 
-    `start()` (before training) hands freed memory back to the OS and resets the high-water mark;
-    the mark is read when the first evaluation begins, so `steps` is the peak over the steps run
-    before it (eval_every steps, or all of them; every step has the same shapes), including the
+    On run start it hands freed memory back to the OS and resets the high-water mark; the mark is
+    read after each step until the first evaluation has run, so `steps` is the peak over the steps
+    run before it (eval_every steps, or all of them; every step has the same shapes), including the
     one-off allocations of the first step (optimizer state, ...). None where unsupported.
     Resetting the mark also resets what ru_maxrss reports, so `whole_run()` combines the peak
     read before the reset with the mark at the end.
     """
 
-    def __init__(self, trainer):
-        self.steps, self.before, self.supported = None, _max_rss_mib(), False
-        evaluate = trainer.evaluate
+    def __init__(self):
+        self.steps, self.before, self.supported, self.evaluated = None, _max_rss_mib(), False, False
 
-        def first_evaluation_reads_the_mark(*args, **kwargs):
-            if self.supported and self.steps is None:
-                self.steps = _peak_rss_since_reset_mib()
-            return evaluate(*args, **kwargs)
-
-        trainer.evaluate = first_evaluation_reads_the_mark
-
-    def start(self) -> None:
+    def on_run_start(self, trainer) -> None:
         self.before = max(self.before, _max_rss_mib())
         self.supported = reset_peak_rss() and _peak_rss_since_reset_mib() is not None
+
+    def on_step_end(self, trainer, record) -> None:
+        if self.supported and not self.evaluated:
+            self.steps = _peak_rss_since_reset_mib()
+
+    def on_generation_end(self, trainer, record) -> None:
+        self.evaluated = self.evaluated or "val_accuracy" in record
 
     def whole_run(self) -> float:
         return max(self.before, _max_rss_mib(), (_peak_rss_since_reset_mib() or 0.0) if self.supported else 0.0)
@@ -152,11 +152,10 @@ def run_worker(spec_path: str | Path) -> int:
             data = load_data(cfg, progress=False)
         resources["rss_before_training_mib"] = _current_rss_mib()
         start = time.perf_counter()
-        trainer = Trainer(cfg, out, data, overwrite=spec.get("overwrite", False))
+        step_memory = _StepMemory()
+        trainer = Trainer(cfg, out, data, overwrite=spec.get("overwrite", False), callbacks=[step_memory])
         if trainer.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(trainer.device)
-        step_memory = _StepMemory(trainer)
-        step_memory.start()
         report = trainer.run(progress=spec.get("progress", False), max_seconds=spec.get("max_seconds"))
         resources["wall_seconds"] = time.perf_counter() - start
         resources["peak_rss_mib"] = step_memory.whole_run()

@@ -16,11 +16,22 @@ import math
 import torch
 
 from spikeroll.errors import SpikerollError
-from spikeroll.model import LayerNoise, SpikingNet
+from spikeroll.model import LayerNoise
 from spikeroll.noise import pair_normals
 
 SHAPINGS = ("centered_ranks", "zscore", "none")
 STRATEGIES = ("eggroll", "openes", "bptt")  # bptt: surrogate-gradient baseline (spikeroll.bptt)
+
+
+def check_rank(rank: int, matrix_shapes) -> None:
+    """The one rank range check: 1 <= rank <= the smallest side of any low-rank matrix."""
+    smallest = min((min(shape) for shape in matrix_shapes), default=None)
+    if smallest is None:
+        raise SpikerollError("the model has no weight matrix for low-rank noise; give it a Linear or Conv layer, "
+                             "or use full-rank noise (--strategy openes)")
+    if not 1 <= rank <= smallest:
+        raise SpikerollError(f"rank={rank} is out of range; it must be between 1 and {smallest} "
+                             "(the smallest side of any weight matrix)")
 
 
 def shape_fitness(fitness: torch.Tensor, method: str = "centered_ranks") -> torch.Tensor:
@@ -45,22 +56,31 @@ def shape_fitness(fitness: torch.Tensor, method: str = "centered_ranks") -> torc
 
 
 class EvolutionStrategy:
-    """rank=None is full-rank OpenAI-ES; rank=r is EGGROLL with rank-r matrix perturbations."""
+    """rank=None is full-rank OpenAI-ES; rank=r is EGGROLL with rank-r matrix perturbations.
 
-    def __init__(self, net: SpikingNet, population: int, rank: int | None, seed: int = 0):
+    `params` is an ordered mapping name -> tensor (a SpikingNet's `.params`; a SpikingNet itself is
+    accepted too). Parameters named in `matrix_shapes` get low-rank noise A·Bᵀ of that (m, n) shape
+    (a Conv2d weight (out, in, kh, kw) is the matrix (out, in·kh·kw)); by default every 2-D
+    parameter is a matrix of its own shape. Every other parameter gets full-rank noise.
+    """
+
+    def __init__(self, params, population: int, rank: int | None, seed: int = 0,
+                 matrix_shapes: dict[str, tuple[int, int]] | None = None):
+        params = params.params if hasattr(params, "params") else params
         if population < 2 or population % 2:
             raise SpikerollError(
                 f"population={population} must be an even number >= 2 (members come in antithetic pairs); "
                 f"try --population {max(2, population + population % 2)}"
             )
+        if matrix_shapes is None:
+            matrix_shapes = {name: tuple(p.shape) for name, p in params.items() if p.dim() == 2}
+        self.params = params
+        # per parameter: its (m, n) matrix shape when it gets low-rank noise, else None
+        self.matrix_shapes = [tuple(matrix_shapes[name]) if rank is not None and name in matrix_shapes else None
+                              for name in params]
         if rank is not None:
-            smallest = min(min(p.shape) for p in net.params.values() if p.dim() == 2)
-            if not 1 <= rank <= smallest:
-                raise SpikerollError(
-                    f"rank={rank} is out of range; it must be between 1 and {smallest} "
-                    "(the smallest side of any weight matrix)"
-                )
-        self.net, self.population, self.rank, self.seed = net, population, rank, seed
+            check_rank(rank, [shape for shape in self.matrix_shapes if shape is not None])
+        self.population, self.rank, self.seed = population, rank, seed
         # Noise of the generation in progress, kept from ask() to gradient() so it is drawn once
         # per generation; dropped when the next generation starts (never stored across them).
         self._cached_generation: int | None = None
@@ -85,9 +105,9 @@ class EvolutionStrategy:
 
     def _draw(self, generation: int, pairs: range) -> list[tuple[torch.Tensor, ...]]:
         out = []
-        for index, p in enumerate(self.net.params.values()):
-            if p.dim() == 2 and self.rank is not None:
-                m, n = p.shape
+        for index, (p, matrix) in enumerate(zip(self.params.values(), self.matrix_shapes)):
+            if matrix is not None:
+                m, n = matrix
                 ab = self._normals(generation, index, pairs, p, (m + n, self.rank))
                 out.append((ab[:, :m], ab[:, m:]))
             else:
@@ -114,10 +134,11 @@ class EvolutionStrategy:
         The noise is regenerated from its counters, chunk by chunk, and contracted over the pairs:
         Σ_k d_k·A_k·B_kᵀ is one (m × P·r)(P·r × n) product, never a per-member matrix.
         """
-        first = next(iter(self.net.params.values()))
+        first = next(iter(self.params.values()))
         d = (weights[0::2] - weights[1::2]).to(first.device, first.dtype)  # (P,)
         chunk = chunk_pairs or self.pairs
-        grads = [torch.zeros_like(p) for p in self.net.params.values()]
+        grads = [torch.zeros(matrix, dtype=p.dtype, device=p.device) if matrix else torch.zeros_like(p)
+                 for p, matrix in zip(self.params.values(), self.matrix_shapes)]
         for start in range(0, self.pairs, chunk):
             pairs = range(start, min(start + chunk, self.pairs))
             dk = d[pairs.start : pairs.stop]
@@ -128,4 +149,4 @@ class EvolutionStrategy:
                 else:
                     g += torch.tensordot(dk, noise[0], dims=1)
         self._cache = {}  # the generation is done with its noise
-        return [g / (self.population * sigma) for g in grads]
+        return [(g / (self.population * sigma)).view(p.shape) for g, p in zip(grads, self.params.values())]

@@ -1,34 +1,33 @@
-"""The training loop: minibatch -> population fitness -> shaped ES gradient -> torch.optim step,
-with periodic evaluation of the mean network, atomic checkpoints, metrics.jsonl and resume."""
+"""The training loop: minibatch -> estimator (a gradient) -> torch.optim step, with periodic
+evaluation of the mean network, callbacks, atomic checkpoints, metrics.jsonl and resume.
+
+The Trainer does not know which strategy it runs: `spikeroll.estimators.build_estimator` chooses
+the estimator (EGGROLL, OpenAI-ES or BPTT) and where the population is evaluated."""
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from spikeroll import kernels
-from spikeroll.augment import augment_frames, shift_frames, shifts
+from spikeroll.augment import augment_frames
+from spikeroll.callbacks import Callback
 from spikeroll.checkpoint import load_checkpoint, save_checkpoint, save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
 from spikeroll.errors import SpikerollError
+from spikeroll.estimators import build_estimator
+from spikeroll.evaluation import accuracy
 from spikeroll.model import SpikingNet, input_features
 from spikeroll.noise import counter_seed
-from spikeroll.strategies import EvolutionStrategy, shape_fitness
+from spikeroll.schedules import schedule_factor
 
 CHECKPOINT = "checkpoint.pt"
 REPORT = "report.json"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
-# Pairs are evaluated in chunks whose live activations stay within this budget, so memory stays
-# bounded for any population. On the PyTorch path, chunks near the CPU cache size measured about 2x
-# faster than the whole population at once; the fused kernel keeps only small tensors alive.
-ACTIVATION_BUDGET_BYTES = 32 * 2**20
 
 
 def resolve_device(name: str) -> torch.device:
@@ -37,23 +36,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise SpikerollError(f"device {name!r} was requested but CUDA is not available; use --device cpu")
     return torch.device(name)
-
-
-def schedule_factor(kind: str, generation: int, total: int) -> float:
-    """1 at the start, falling to 0 at the end (cosine/linear) or staying 1 (constant)."""
-    progress = min(generation / max(total, 1), 1.0)
-    if kind == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    if kind == "linear":
-        return 1.0 - progress
-    return 1.0
-
-
-def sigma_at(cfg: TrainConfig, generation: int) -> float:
-    if cfg.sigma_final is None:
-        return cfg.sigma
-    f = schedule_factor(cfg.lr_schedule if cfg.lr_schedule != "constant" else "linear", generation, cfg.generations)
-    return cfg.sigma_final + (cfg.sigma - cfg.sigma_final) * f
 
 
 def batch_indices(seed: int, generation: int, n: int, batch_size: int) -> torch.Tensor:
@@ -71,78 +53,27 @@ def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> Sp
                       device=device, pool=cfg.pool)
 
 
-@torch.no_grad()
-def accuracy(net: SpikingNet, split, batch: int = 1000, tta_shift: int = 0) -> float | None:
-    """Accuracy of the plain network on a data split (None when the split is absent).
-
-    tta_shift > 0 is test-time augmentation: each recording is classified by its class
-    probabilities averaged over every translation by up to tta_shift pixels ((2·s + 1)² forward
-    passes per recording), instead of one pass on the recording as it is."""
-    if tta_shift < 0:
-        raise SpikerollError(f"tta_shift={tta_shift} must be >= 0 (0 = one pass per recording)")
-    if split is None or len(split.labels) == 0:
-        return None
-    correct = 0
-    for start in range(0, len(split.labels), batch):
-        frames = split.frames[start : start + batch].to(net.device, torch.float32)
-        if tta_shift == 0:
-            pred = net.logits(frames).argmax(-1)
-        else:
-            pred = sum(torch.softmax(net.logits(shift_frames(frames, dy, dx)), -1)
-                       for dy, dx in shifts(tta_shift)).argmax(-1)
-        correct += int((pred.cpu() == split.labels[start : start + batch]).sum())
-    return correct / len(split.labels)
-
-
-def member_fitness(logits: torch.Tensor, labels: torch.Tensor, temperature: float):
-    """logits (N, B, C) -> fitness = −cross-entropy per member (N,), and accuracy per member (N,)."""
-    n, b, c = logits.shape
-    ce = F.cross_entropy(logits.reshape(n * b, c) / temperature, labels.repeat(n), reduction="none")
-    acc = (logits.argmax(-1) == labels).float().mean(1)
-    return -ce.view(n, b).mean(1), acc
-
-
-def pair_activation_bytes(cfg: TrainConfig, sizes: list[int], batch: int) -> int:
-    """Activation bytes one antithetic pair keeps alive during the population forward."""
-    if kernels.applies(resolve_device(cfg.device), autograd=cfg.strategy == "bptt"):
-        # fused kernel: the first layer's per-pair product (x·B_k, or x·E_kᵀ for full rank) plus the
-        # next layers' currents of both members (the kernel's output and the readout's input)
-        first = sizes[1] if cfg.strategy == "openes" else cfg.rank
-        return cfg.time_bins * batch * 4 * (first + 2 * 2 * max(sizes[2:]))
-    # PyTorch path: a layer's currents and spikes for both members plus a temporary of that size
-    return 3 * cfg.time_bins * 2 * batch * max(sizes[1:]) * 4
-
-
-def auto_chunk_pairs(cfg: TrainConfig, net: SpikingNet, batch: int) -> int:
-    if cfg.chunk_pairs:
-        return cfg.chunk_pairs
-    pairs = cfg.population // 2
-    largest = max(1, min(pairs, ACTIVATION_BUDGET_BYTES // pair_activation_bytes(cfg, net.sizes, batch)))
-    # prefer equal chunks when a divisor is close enough (no small remainder chunk)
-    divisor = max(d for d in range(1, largest + 1) if pairs % d == 0)
-    return divisor if 2 * divisor >= largest else largest
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 class Trainer:
     """Owns a run directory: config.json, metrics.jsonl, checkpoint.pt and report.json."""
 
-    def __init__(self, cfg: TrainConfig, out_dir: str | Path, data, *, resume=False, overwrite=False):
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, data, *, resume=False, overwrite=False,
+                 callbacks: list[Callback] | tuple = ()):
         self.cfg = cfg.validate()
         self.out = Path(out_dir)
         self.data = data
+        self.callbacks = list(callbacks)
         self._prepare_run_dir(resume, overwrite)
         self.device = resolve_device(cfg.device)
         in_features = input_features(tuple(data.train.frames.shape[2:]), cfg.pool)  # one time bin
-        classes = int(max(int(data.train.labels.max()), 9)) + 1
-        self.net = make_network(cfg, in_features, classes, self.device)
-        self.strategy = None if cfg.strategy == "bptt" else EvolutionStrategy(
-            self.net, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
-        params = list(self.net.params.values())
-        if cfg.optimizer == "adam":
-            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999),
-                                               weight_decay=cfg.weight_decay)
-        else:
-            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.net = make_network(cfg, in_features, int(data.classes), self.device)
+        self.estimator = build_estimator(cfg, self.net)
+        self.optimizer = make_optimizer(cfg, list(self.net.params.values()))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda g: schedule_factor(cfg.lr_schedule, g, cfg.generations))
         self.generation, self.elapsed = 0, 0.0
@@ -212,28 +143,14 @@ class Trainer:
         return frames.to(self.device), train.labels[idx].to(self.device)
 
     def step(self) -> dict:
-        if self.cfg.strategy == "bptt":  # surrogate-gradient baseline, see spikeroll.bptt
-            from spikeroll.bptt import bptt_step
-
-            return bptt_step(self)
-        cfg, g = self.cfg, self.generation
+        """One generation: the estimator's gradient on this generation's minibatch, one optimiser
+        and scheduler step; advances `generation` and returns the generation's metrics."""
         frames, labels = self.minibatch()
-        sigma = sigma_at(cfg, g)
-        chunk = auto_chunk_pairs(cfg, self.net, len(labels))
-        with torch.no_grad():
-            logits = self.net.population_logits(
-                frames, lambda pairs: self.strategy.ask(g, pairs, sigma), self.strategy.pairs, chunk)
-            fitness, acc = member_fitness(logits, labels, cfg.temperature)
-            fitness, acc = fitness.cpu(), acc.cpu()
-            grads = self.strategy.gradient(g, shape_fitness(fitness, cfg.shaping), sigma, chunk)
-        for p, grad in zip(self.net.params.values(), grads):
-            p.grad = -grad  # optimisers minimise; ES estimates the ascent direction
+        metrics = self.estimator.estimate(self.generation, frames, labels)
         self.optimizer.step()
         self.scheduler.step()
-        finite = fitness[torch.isfinite(fitness)]
-        return {"fitness_mean": float(finite.mean()) if len(finite) else None,
-                "fitness_max": float(finite.max()) if len(finite) else None,
-                "train_batch_accuracy": float(acc.mean()), "sigma": sigma}
+        self.generation += 1
+        return metrics
 
     # the loop ----------------------------------------------------------------------------------
     def evaluate(self, with_train: bool = False) -> dict:
@@ -253,15 +170,18 @@ class Trainer:
         def finished() -> bool:
             return self.generation >= cfg.generations or (max_seconds is not None and self.elapsed >= max_seconds)
 
+        for callback in self.callbacks:
+            callback.on_run_start(self)
         with open(self.out / METRICS, "a") as log:
             while not finished():
                 lr = self.optimizer.param_groups[0]["lr"]
-                start = time.perf_counter()
-                record = {"generation": self.generation, **self.step(), "lr": lr}
+                generation, start = self.generation, time.perf_counter()
+                record = {"generation": generation, **self.step(), "lr": lr}
                 seconds = time.perf_counter() - start
                 self.elapsed += seconds
-                self.generation += 1
                 record["seconds"] = seconds
+                for callback in self.callbacks:
+                    callback.on_step_end(self, record)
                 done = finished()
                 if self.generation % cfg.eval_every == 0 or done:
                     record.update(self.evaluate())
@@ -269,13 +189,18 @@ class Trainer:
                 log.flush()
                 if self.generation % cfg.checkpoint_every == 0 or done:
                     self.checkpoint()
+                for callback in self.callbacks:
+                    callback.on_generation_end(self, record)
                 bar.update(1)
                 bar.set_postfix(fit=f"{record['fitness_mean']:.3f}" if record["fitness_mean"] is not None else "nan",
                                 acc=f"{record['train_batch_accuracy']:.3f}",
                                 val=f"{record['val_accuracy']:.3f}" if record.get("val_accuracy") is not None else "-",
                                 s_gen=f"{seconds:.2f}")
         bar.close()
-        return self.finish()
+        report = self.finish()
+        for callback in self.callbacks:
+            callback.on_run_end(self, report)
+        return report
 
     def finish(self) -> dict:
         report = {
@@ -283,9 +208,7 @@ class Trainer:
             "generations": self.generation,
             "wall_seconds": round(self.elapsed, 3),
             "seconds_per_generation": round(self.elapsed / max(self.generation, 1), 4),
-            "strategy": self.cfg.strategy,
-            "rank": self.cfg.rank if self.cfg.strategy == "eggroll" else None,
-            "population": self.cfg.population if self.cfg.strategy != "bptt" else None,
+            **self.estimator.describe(),
             "num_parameters": self.net.num_parameters,
             "dataset": self.cfg.dataset,
             "torch_threads": torch.get_num_threads(),

@@ -1,0 +1,52 @@
+"""Estimators: each strategy produces a gradient for the same optimiser step.
+
+An estimator's `estimate(generation, frames, labels)` fills `p.grad` of every parameter (the
+negated ascent direction, since torch.optim minimises; None skips a parameter, e.g. after a
+non-finite loss) and returns the generation's metrics. The Trainer then steps its optimiser and
+scheduler; it never needs to know which estimator it runs. `build_estimator` is the one place that
+reads `cfg.strategy`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spikeroll.config import TrainConfig
+from spikeroll.evaluators import LocalEvaluator
+from spikeroll.schedules import sigma_at
+from spikeroll.strategies import EvolutionStrategy, shape_fitness
+
+
+class ESEstimator:
+    """EGGROLL (low-rank) or OpenAI-ES (full-rank): fitness from an evaluator, shaped, contracted
+    with the regenerated noise into one gradient per parameter."""
+
+    def __init__(self, strategy: EvolutionStrategy, evaluator, cfg: TrainConfig):
+        self.strategy, self.evaluator, self.cfg = strategy, evaluator, cfg
+
+    def estimate(self, generation: int, frames: torch.Tensor, labels: torch.Tensor) -> dict:
+        sigma = sigma_at(self.cfg, generation)
+        fitness, acc = self.evaluator.population_fitness(generation, sigma, frames, labels)
+        with torch.no_grad():
+            grads = self.strategy.gradient(generation, shape_fitness(fitness, self.cfg.shaping), sigma,
+                                           self.evaluator.unit_pairs(len(labels)))
+        for p, grad in zip(self.strategy.params.values(), grads):
+            p.grad = -grad  # optimisers minimise; ES estimates the ascent direction
+        finite = fitness[torch.isfinite(fitness)]
+        return {"fitness_mean": float(finite.mean()) if len(finite) else None,
+                "fitness_max": float(finite.max()) if len(finite) else None,
+                "train_batch_accuracy": float(acc.mean()), "sigma": sigma}
+
+    def describe(self) -> dict:
+        return {"strategy": self.cfg.strategy, "rank": self.strategy.rank, "population": self.strategy.population}
+
+
+def build_estimator(cfg: TrainConfig, net) -> ESEstimator:
+    """The estimator of `cfg.strategy` for `net` (evaluated in this process)."""
+    if cfg.strategy == "bptt":
+        from spikeroll.bptt import BPTTEstimator
+
+        return BPTTEstimator(net, cfg)
+    strategy = EvolutionStrategy(net.params, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
+    evaluator = LocalEvaluator(net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
+    return ESEstimator(strategy, evaluator, cfg)

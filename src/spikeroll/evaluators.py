@@ -1,0 +1,89 @@
+"""Evaluators: where a population's fitness is computed.
+
+An evaluator answers one question per generation: the fitness (and minibatch accuracy) of every
+member of the population on the shared minibatch, as CPU tensors (N,). The ES estimator turns
+those scalars into a gradient; nothing else crosses from an evaluator to the update, so an
+evaluator can run anywhere (this process, worker processes, other machines) as long as it draws
+the same noise from the same counters.
+
+The population is evaluated in work units of `unit_pairs` antithetic pairs. The unit size bounds
+the live activations, and it is also the chunk in which the ES update regenerates the noise, so it
+is fixed by the configuration (never by where a unit runs): the floats of a unit do not depend on
+how many units or workers there are.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spikeroll import kernels
+from spikeroll.fitness import member_fitness
+from spikeroll.strategies import EvolutionStrategy
+
+# Pairs are evaluated in units whose live activations stay within this budget, so memory stays
+# bounded for any population. On the PyTorch path, units near the CPU cache size measured about 2x
+# faster than the whole population at once; the fused kernel keeps only small tensors alive.
+ACTIVATION_BUDGET_BYTES = 32 * 2**20
+
+
+def pair_activation_bytes(sizes: list[int], batch: int, time_bins: int, rank: int | None, device) -> int:
+    """Activation bytes one antithetic pair keeps alive during the population forward."""
+    if kernels.applies(device):
+        # fused kernel: the first layer's per-pair product (x·B_k, or x·E_kᵀ for full rank) plus the
+        # next layers' currents of both members (the kernel's output and the readout's input)
+        first = sizes[1] if rank is None else rank
+        return time_bins * batch * 4 * (first + 2 * 2 * max(sizes[2:]))
+    # PyTorch path: a layer's currents and spikes for both members plus a temporary of that size
+    return 3 * time_bins * 2 * batch * max(sizes[1:]) * 4
+
+
+def auto_unit_pairs(pairs: int, sizes: list[int], batch: int, time_bins: int, rank: int | None, device,
+                    fixed: int | None = None) -> int:
+    """Pairs per work unit: `fixed` when given, else the most that fit the activation budget,
+    preferring an equal division of the population (no small remainder unit)."""
+    if fixed:
+        return fixed
+    per_pair = pair_activation_bytes(sizes, batch, time_bins, rank, device)
+    largest = max(1, min(pairs, ACTIVATION_BUDGET_BYTES // per_pair))
+    divisor = max(d for d in range(1, largest + 1) if pairs % d == 0)
+    return divisor if 2 * divisor >= largest else largest
+
+
+def units(pairs: int, unit_pairs: int) -> list[range]:
+    """The work units of a generation: consecutive ranges of pair indices."""
+    return [range(start, min(start + unit_pairs, pairs)) for start in range(0, pairs, unit_pairs)]
+
+
+class LocalEvaluator:
+    """Evaluates the whole population in this process (the fused CPU kernel or the PyTorch path)."""
+
+    def __init__(self, net, strategy: EvolutionStrategy, temperature: float, time_bins: int,
+                 chunk_pairs: int | None = None):
+        self.net, self.strategy, self.temperature = net, strategy, temperature
+        self.time_bins, self.chunk_pairs = time_bins, chunk_pairs
+
+    def unit_pairs(self, batch: int) -> int:
+        return auto_unit_pairs(self.strategy.pairs, self.net.sizes, batch, self.time_bins, self.strategy.rank,
+                               self.net.device, self.chunk_pairs)
+
+    @torch.no_grad()
+    def population_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor):
+        """Fitness and minibatch accuracy of every member (N,), on the CPU. The first layer's shared
+        x·Wᵀ is computed once for all units."""
+        unit = self.unit_pairs(len(labels))
+        logits = self.net.population_logits(
+            frames, lambda pairs: self.strategy.ask(generation, pairs, sigma), self.strategy.pairs, unit)
+        fitness, acc = member_fitness(logits, labels, self.temperature)
+        return fitness.cpu(), acc.cpu()
+
+    @torch.no_grad()
+    def unit_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor,
+                     pairs: range):
+        """Fitness and accuracy of the 2·len(pairs) members of one work unit: a pure function of
+        (parameters, seed, generation, unit), wherever it is evaluated."""
+        def noise(local: range):
+            return self.strategy.ask(generation, range(pairs.start + local.start, pairs.start + local.stop), sigma)
+
+        logits = self.net.population_logits(frames, noise, len(pairs), len(pairs))
+        fitness, acc = member_fitness(logits, labels, self.temperature)
+        return fitness.cpu(), acc.cpu()
