@@ -112,16 +112,24 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise SpikerollError(f"config file {path} does not exist; check the --config path")
+        loads = _toml_loads if path.suffix == ".toml" else json.loads
         try:
-            if path.suffix == ".toml":
-                import tomllib
-
-                values = tomllib.loads(path.read_text())
-            else:
-                values = json.loads(path.read_text())
-        except (ValueError, ImportError) as exc:
+            values = loads(path.read_text())
+        except ValueError as exc:  # json's and tomllib's decode errors are both ValueErrors
             raise SpikerollError(f"config file {path} is not valid JSON/TOML ({exc}); fix the file") from None
         return cls.from_dict(values, source=str(path))
+
+
+def _toml_loads(text: str) -> dict:
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:
+        try:  # Python 3.10: tomli, the parser tomllib was made from (a dependency there)
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise SpikerollError("reading a TOML config on Python 3.10 needs tomli; pip install 'tomli>=1.1' "
+                                 "(or use a JSON config)") from None
+    return tomllib.loads(text)
 
 
 def parse_widths(text: str) -> list[int]:
