@@ -1,0 +1,257 @@
+"""EGGROLL for any torch.nn.Module, in the style of torch.optim:
+
+    es = spikeroll.EGGROLL(model, population=512, rank=1, sigma=0.05)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for frames, labels in loader:
+        logits = es.population_forward(frames)          # (N, B, classes), one batch of N·B samples
+        es.backward(fitness_of(logits, labels))          # fills every p.grad with −(ES estimate)
+        opt.step()
+
+How: for the duration of one population forward, hooks are put on the model (and taken off
+after). A Linear/Conv layer's forward hook adds each member's low-rank correction to the output
+the layer computed itself (shared input: once for the minibatch, expanded to N·B rows); a
+module that holds other trainable parameters (a bias-free neuron's learnable β or threshold)
+runs with per-sample values θ ± σE_k swapped in by its pre-hook. Hooks rather than
+functional_call or swapping modules: the user's model object, its parameters (held by their
+optimizer), its state_dict and its structure never change, every way a layer is reached (a
+Sequential, a custom forward, snnTorch's RLeaky calling its own `recurrent` Linear) is covered,
+and a layer called twice gets the same perturbation by construction. functional_call would need
+a per-member weight matrix (or vmap, which snnTorch's stateful neurons do not survive).
+
+Noise, shaping and the update are spikeroll.strategies' (one implementation for every model):
+the noise of generation g is a pure function of (seed, g, parameter index, pair), and
+`backward` advances g, so a run resumes exactly from (parameters, optimizer state, generation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from spikeroll.errors import SpikerollError
+from spikeroll.modules import checks
+from spikeroll.modules.layers import LAYERS, combine, conv_delta, linear_delta, matrix_shape, per_sample
+from spikeroll.strategies import EvolutionStrategy, shape_fitness
+
+
+class _Pass:
+    """The state of one population forward over a slice of pairs."""
+
+    def __init__(self, pairs: int, noise: dict[int, tuple]):
+        self.pairs, self.members, self.noise = pairs, 2 * pairs, noise
+        self.batch: int | None = None  # B: the first hooked call's leading axis (a shared input)
+        self.called: set[int] = set()
+        self.swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
+        self.cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    def shared(self, name: str, module: nn.Module, x: torch.Tensor) -> bool:
+        """Whether x (batch first) is the shared minibatch (B rows) or per member (N·B rows)."""
+        if self.batch is None:
+            self.batch = x.shape[0]
+        if x.dim() == 0 or x.shape[0] not in (self.batch, self.members * self.batch):
+            raise SpikerollError(
+                f"module {name!r} ({type(module).__name__}) got an input whose first axis has "
+                f"{x.shape[0] if x.dim() else 0} entries, neither the minibatch ({self.batch}) nor the population's "
+                f"{self.members}x{self.batch}; call layers with the batch first (once per time step, as snnTorch does)")
+        return x.shape[0] == self.batch
+
+
+class EGGROLL:
+    """Low-rank evolution strategies for a user's nn.Module; rank=None is full-rank OpenAI-ES."""
+
+    def __init__(self, model: nn.Module, population: int = 512, rank: int | None = 1, sigma: float = 0.05,
+                 seed: int = 0, shaping: str = "centered_ranks", chunk_pairs: int | None = None,
+                 check: bool = True):
+        checks.check_structure(model)
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise SpikerollError(f"sigma={sigma} must be > 0; try sigma=0.05")
+        self.model, self.sigma, self.shaping, self.chunk_pairs = model, float(sigma), shaping, chunk_pairs
+        self.generation, self._probe = 0, check
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # deduplicated, stable order
+        self.names, self.params = [n for n, _ in named], [p for _, p in named]
+        self._index = {id(p): i for i, p in enumerate(self.params)}
+        matrices, self._layers, self._owners = {}, [], []
+        for name, m in model.named_modules():
+            own = [(k, p) for k, p in m.named_parameters(recurse=False) if p.requires_grad]
+            if isinstance(m, LAYERS) and own:
+                self._layers.append((name, m))
+                if m.weight.requires_grad:
+                    matrices[self.names[self._index[id(m.weight)]]] = matrix_shape(m)
+            elif own:
+                self._owners.append((name, m, own))
+        self.strategy = EvolutionStrategy(dict(named), population, rank, seed, matrix_shapes=matrices)
+
+    @property
+    def population(self) -> int:
+        return self.strategy.population
+
+    @property
+    def rank(self) -> int | None:
+        return self.strategy.rank
+
+    # ---- population forward -------------------------------------------------------------
+    def population_forward(self, *args, pairs: range | None = None, **kwargs):
+        """Run every member (or those of `pairs`) on the same inputs; each output tensor gets a
+        leading member axis: (N, ...) with the rest as the model returns it for B samples."""
+        pairs = range(self.strategy.pairs) if pairs is None else pairs
+        chunk = self.chunk_pairs or len(pairs)
+        outs = [self._forward_pairs(range(s, min(s + chunk, pairs.stop)), args, kwargs)
+                for s in range(pairs.start, pairs.stop, chunk)]
+        return _tree(lambda *ts: torch.cat(ts), *outs)
+
+    def _scaled_noise(self, pairs: range) -> dict[int, tuple]:
+        scale = self.sigma / math.sqrt(self.rank) if self.rank is not None else self.sigma
+        noise = {}
+        for p, raw in zip(self.params, self.strategy.raw_noise(self.generation, pairs)):
+            if len(raw) == 2:
+                noise[id(p)] = (raw[0] * scale, raw[1])
+            else:
+                noise[id(p)] = (raw[0].reshape(len(pairs), *p.shape) * self.sigma,)
+        return noise
+
+    def _forward_pairs(self, pairs: range, args, kwargs):
+        ctx = _Pass(len(pairs), self._scaled_noise(pairs))
+        before = [(id(p), p._version) for p in self.model.parameters()]
+        handles = [m.register_forward_hook(self._layer_hook(ctx, name)) for name, m in self._layers]
+        for name, m, own in self._owners:
+            handles.append(m.register_forward_pre_hook(self._owner_pre_hook(ctx, name, own), with_kwargs=True))
+            handles.append(m.register_forward_hook(lambda *_, ctx=ctx: _restore(ctx)))
+        try:
+            with torch.no_grad():
+                checks.reset_state(self.model)
+                out = self.model(*args, **kwargs)
+        except RuntimeError as exc:
+            raise SpikerollError(f"the population forward failed ({str(exc).splitlines()[0]}); members run as one "
+                                 "batch of N·B samples: create hidden state from the input's shape "
+                                 "(torch.zeros_like), not from the minibatch size") from exc
+        finally:
+            for h in handles:
+                h.remove()
+            _restore(ctx)
+        self._check_after(ctx, before)
+        axis, out = _split_members(out, ctx.members, ctx.batch)
+        if self._probe:
+            self._probe = False
+            self._check_samples(args, ctx.batch, axis)
+        return out
+
+    def _layer_hook(self, ctx: _Pass, name: str):
+        def hook(module, args, y):
+            x = args[0]
+            shared = ctx.shared(name, module, x)
+            ctx.called.add(id(module))
+            w = ctx.noise.get(id(module.weight))
+            b = None if module.bias is None else ctx.noise.get(id(module.bias))
+            b = None if b is None else b[0]
+            if isinstance(module, nn.Linear):
+                delta = linear_delta(x, w, b, ctx.pairs, shared, module.out_features)
+            else:
+                delta = conv_delta(module, x, w, b, ctx.pairs, shared)
+            return combine(y, delta, ctx.pairs, shared)
+        return hook
+
+    def _owner_pre_hook(self, ctx: _Pass, name: str, own):
+        def hook(module, args, kwargs):
+            x = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor) and a.dim()), None)
+            if x is None:
+                return None
+            shared = ctx.shared(name, module, x)
+            ctx.called.add(id(module))
+            if shared:  # this module is the first to see the minibatch: give every member its copy
+                grow = lambda a: a.unsqueeze(0).expand(ctx.members, *a.shape).reshape(-1, *a.shape[1:]) \
+                    if isinstance(a, torch.Tensor) and a.dim() and a.shape[0] == ctx.batch else a
+                args, kwargs = tuple(grow(a) for a in args), {k: grow(v) for k, v in kwargs.items()}
+            for key, p in own:
+                if p.dim() > x.dim() - 1:
+                    raise SpikerollError(f"parameter {name + '.' + key!r} {tuple(p.shape)} has more axes than its "
+                                         f"module's per-sample input {tuple(x.shape[1:])}; spikeroll perturbs it "
+                                         "elementwise per sample: freeze it with requires_grad_(False)")
+                cached = ctx.cache.get((id(p), x.dim()))
+                if cached is None:
+                    cached = per_sample(p.detach(), ctx.noise[id(p)][0], ctx.batch, x.dim())
+                    ctx.cache[(id(p), x.dim())] = cached
+                ctx.swapped.append((module, key, p))
+                module._parameters[key] = cached  # for this call only; restored by the forward hook
+            return args, kwargs
+        return hook
+
+    def _check_after(self, ctx: _Pass, before) -> None:
+        after = [(id(p), p._version) for p in self.model.parameters()]
+        if after != before:
+            changed = next((n for (n, p), b in zip(self.model.named_parameters(), before) if (id(p), p._version) != b),
+                           "a parameter")
+            raise SpikerollError(f"parameter {changed!r} changed during the forward (in place or replaced); every "
+                                 "member is evaluated from the same θ: move that update out of forward()")
+        for name, m in [(n, m) for n, m in self._layers] + [(n, m) for n, m, _ in self._owners]:
+            if id(m) not in ctx.called:
+                raise SpikerollError(f"module {name!r} ({type(m).__name__}) holds trainable parameters but was not "
+                                     "called during the forward, so it cannot be perturbed; call the module itself "
+                                     "(not its weight) or freeze it with requires_grad_(False)")
+
+    def _check_samples(self, args, batch: int, out_axis: int) -> None:
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        axes = [] if x is None else [d for d in range(x.dim()) if x.shape[d] == batch]
+        if batch >= 2 and len(axes) == 1:  # otherwise the batch axis of the input is ambiguous
+            checks.check_per_sample(self.model, x, axes[0], out_axis)
+
+    # ---- the update ---------------------------------------------------------------------
+    def backward(self, fitness: torch.Tensor) -> torch.Tensor:
+        """Fitness (N,) of the last generation's members (higher is better) -> every p.grad is
+        the negated ES estimate of ∇E[fitness]; advances the generation. Returns shaped weights."""
+        fitness = torch.as_tensor(fitness).flatten()
+        if fitness.numel() != self.population:
+            raise SpikerollError(f"fitness has {fitness.numel()} entries for a population of {self.population}; "
+                                 "pass one number per member, in the order population_forward returned them")
+        weights = shape_fitness(fitness, self.shaping)
+        with torch.no_grad():
+            grads = self.strategy.gradient(self.generation, weights, self.sigma, self.chunk_pairs)
+        for p, g in zip(self.params, grads):
+            p.grad = (-g).reshape(p.shape).to(p.dtype)
+        self.generation += 1
+        return weights
+
+    def state_dict(self) -> dict:
+        return {"generation": self.generation, "sigma": self.sigma}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generation, self.sigma = int(state["generation"]), float(state["sigma"])
+
+
+def _restore(ctx: _Pass) -> None:
+    while ctx.swapped:
+        module, key, p = ctx.swapped.pop()
+        module._parameters[key] = p
+
+
+def _tree(fn, *values):
+    first = values[0]
+    if isinstance(first, torch.Tensor):
+        return fn(*values)
+    if isinstance(first, (tuple, list)):
+        return type(first)(_tree(fn, *items) for items in zip(*values))
+    if isinstance(first, dict):
+        return {k: _tree(fn, *(v[k] for v in values)) for k in first}
+    return first
+
+
+def _split_members(out, members: int, batch: int | None):
+    """Each output tensor's N·B axis -> a leading member axis (N, ..., B, ...)."""
+    if batch is None:
+        raise SpikerollError("no Linear/Conv layer ran during the forward; the model's weights must be used "
+                             "through their modules")
+    axes = []
+
+    def split(t: torch.Tensor):
+        axis = next((d for d in range(t.dim()) if t.shape[d] == members * batch), None)
+        if axis is None:
+            return t  # e.g. a parameter-free tensor the model also returns
+        axes.append(axis)
+        return t.unflatten(axis, (members, batch)).movedim(axis, 0)
+
+    out = _tree(split, out)
+    if not axes:
+        raise SpikerollError(f"the model's output has no axis of {members}x{batch} (members x minibatch); "
+                             "return tensors computed from the input, batch first or after a time axis")
+    return axes[0], out
