@@ -34,7 +34,7 @@ TRAIN_OPTIONS = [
     ("--reset", "reset", click.Choice(RESETS), "Reset after a spike: subtract θ or set to zero."),
     ("--readout", "readout", click.Choice(READOUTS), "Logits: time-averaged membrane of a leaky output layer, or output spike counts."),
     ("--init-gain", "init_gain", float, "Scale of the uniform ±gain/√fan_in weight initialisation."),
-    ("--init-from", "init_from", str, "Start from the trained network of this run directory (same layer sizes), e.g. one pretrained on nmnist-sim."),
+    ("--init-from", "init_from", str, "Start from the trained network of this run directory (same layer sizes), e.g. one pretrained on nmnist-sim, or of a NIR graph (FILE.nir, which then sets the network's settings)."),
     ("--strategy", "strategy", click.Choice(STRATEGIES), "eggroll (low-rank ES), openes (full-rank ES baseline) or bptt (surrogate-gradient backprop baseline; give it --lr ~0.001-0.005)."),
     ("--rank", "rank", int, "Rank r of EGGROLL's A·Bᵀ perturbations (1 <= r <= min(m, n))."),
     ("--population", "population", int, "Population size N (even: antithetic pairs)."),
@@ -147,11 +147,33 @@ def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, **overrid
               help="Test-time augmentation: average class probabilities over every shift of up to this many "
                    "pixels ((2s+1)² passes per recording; 0 = one pass).")
 def evaluate(run_dir, dataset, data_dir, images, tta_shift):
-    """Accuracy of a trained run's network on the train, validation and test splits."""
+    """Accuracy of a trained run's network (or of a NIR graph, FILE.nir) on the train, validation and
+    test splits."""
     from spikeroll.api import evaluate_run
 
     click.echo(json.dumps(evaluate_run(run_dir, dataset=dataset, data_dir=data_dir, images=images,
                                        tta_shift=tta_shift), indent=2))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", default=None, help="The .nir file to write [default: RUN_DIR/network.nir].")
+def export(run_dir, out):
+    """Write a trained run's network as a NIR graph, for neuromorphic chips and other simulators.
+
+    Needs the extra spikeroll[nir]. A network trained with --reset subtract (the default) is written
+    as zero-reset, which NIR can express; a warning says so (docs/deploy.md measures the difference).
+    """
+    import warnings
+
+    from spikeroll.api import export_run
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_run(run_dir, out)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    click.echo(str(path))
 
 
 @main.command()

@@ -109,8 +109,14 @@ class Trainer:
         self._truncate_metrics(self.generation)
 
     def _initialise_from(self, run_dir: Path) -> None:
-        """Copy the parameters of another run's network (fine-tuning, e.g. simulated -> real)."""
-        _, source = load_trained(run_dir)
+        """Copy the parameters of another run's network (fine-tuning, e.g. simulated -> real), or of a
+        NIR graph's (a .nir file, see spikeroll.interop.nir; api.train_run sets cfg to its network)."""
+        if run_dir.suffix == ".nir":
+            from spikeroll.interop.nir import import_graph
+
+            source = import_graph(run_dir).net
+        else:
+            _, source = load_trained(run_dir)
         if source.sizes != self.net.sizes:
             raise SpikerollError(f"--init-from {run_dir} has layer sizes {source.sizes}, this run {self.net.sizes}; "
                                  "use the same --hidden and input size")
