@@ -18,6 +18,10 @@ rounding (a neuron that lands exactly on the threshold can still flip).
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import numpy as np
 
 try:  # numba is a dependency, but the PyTorch path keeps working where it cannot be imported
@@ -47,9 +51,36 @@ def applies(device, dtype=None, autograd: bool = False) -> bool:
             and dtype in (None, torch.float32))
 
 
-if numba is not None:
+def jit_cache_dir() -> str | None:
+    """The folder numba caches spikeroll's compiled kernels in: NUMBA_CACHE_DIR when the user set
+    it, else spikeroll's cache folder ($SPIKEROLL_CACHE or ~/.cache/spikeroll)/numba, else a
+    per-user temp folder; None when none of them can be written (the kernels then compile anew in
+    every process). Why: numba's own choice is the package's __pycache__, then ~/.cache/numba, and
+    when neither is writable (an installed, read-only package run with a read-only home, as in
+    many containers) it refuses to compile a cache=True function at all, so `import spikeroll`
+    would fail."""
+    if numba is not None and numba.config.CACHE_DIR:
+        return numba.config.CACHE_DIR
+    from spikeroll.data.cache import cache_root
 
-    @njit(cache=True, nogil=True)
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    for folder in (cache_root() / "numba", Path(tempfile.gettempdir()) / f"spikeroll-{uid}" / "numba"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()  # the check numba itself makes
+            return str(folder)
+        except OSError:
+            continue
+    return None
+
+
+if numba is not None:
+    # numba picks a function's cache folder when it is decorated: point it at ours for the
+    # decorations below only, and give other numba users in the process back their setting
+    _user_cache_dir, _cache_dir = numba.config.CACHE_DIR, jit_cache_dir()
+    numba.config.CACHE_DIR = _cache_dir or ""
+
+    @njit(cache=_cache_dir is not None, nogil=True)
     def _lif_project(base, xb, a, c, delta, beta, threshold, subtract, weight_t, bias,
                      pb, pa, pc, pfull, time_weights, out, first_job, last_job):  # pragma: no cover
         """Jobs first_job <= job < last_job, job = (member n, block of samples).
@@ -135,7 +166,7 @@ if numba is not None:
                     for i in range(nb):
                         out[n, o, 0, ub0 + np.uint64(i)] = acc[o, i]
 
-    @njit(cache=True, nogil=True, inline="always")
+    @njit(cache=_cache_dir is not None, nogil=True, inline="always")
     def _project(src, nb, k, sign, bias_scale, weight_t, bias, pb, pa, pc, pfull, acc, acc_noise,
                  proj):  # pragma: no cover
         """acc[:, :nb] ← the next layer's current from `src` (H, block): Wᵀ·src + bias_scale·b,
@@ -172,6 +203,8 @@ if numba is not None:
                         acc_noise[o, i] += ao * proj[j, i]
             for i in range(nb):
                 acc[o, i] += sign * acc_noise[o, i]
+
+    numba.config.CACHE_DIR = _user_cache_dir
 
 
 def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_noise=None,
