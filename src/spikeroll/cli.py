@@ -29,6 +29,7 @@ TRAIN_OPTIONS = [
     ("--augment-drop", "augment_drop", float, "Drop each event bin of a training sample with this probability."),
     ("--pool", "pool", int, "Average-pool frames over pool x pool pixels before the first layer (1 = off)."),
     ("--hidden", "hidden", str, "Hidden LIF layer widths, comma-separated, e.g. 128 or 256,128."),
+    ("--model", "model", str, "Train your own torch.nn.Module instead: FILE.py:FACTORY, FACTORY() returns it. Contract: frames (T, B, 2, H, W) in, logits (B, classes) out, the module loops over time itself (docs/modules.md)."),
     ("--beta", "beta", float, "Membrane decay β of every layer (v <- β·v + I)."),
     ("--threshold", "threshold", float, "Spike threshold θ."),
     ("--reset", "reset", click.Choice(RESETS), "Reset after a spike: subtract θ or set to zero."),

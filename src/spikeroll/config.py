@@ -32,6 +32,7 @@ class TrainConfig:
     reset: str = "subtract"
     readout: str = "membrane"
     init_gain: float = 1.0
+    model: str | None = None  # FILE.py:FACTORY, a user's torch.nn.Module instead of the LIF stack
     init_from: str | None = None  # start from the network of this run directory (e.g. pretrained on simulated data)
     # strategy
     strategy: str = "eggroll"
@@ -78,6 +79,8 @@ class TrainConfig:
              f"hidden={self.hidden} must list positive widths, e.g. --hidden 128 or --hidden 256,128"),
             (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
             (self.pool >= 1, f"pool={self.pool} must be >= 1; try --pool 1 (no pooling) or --pool 2"),
+            (not self.model or self.pool == 1, f"--model gets the frames as they are: pool inside the module "
+             f"instead of --pool {self.pool}"),
             (self.lr_schedule in SCHEDULES, f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(SCHEDULES)}"),
             (self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose one of {', '.join(SHAPINGS)}"),
             (self.reset in RESETS, f"unknown reset {self.reset!r}; choose one of {', '.join(RESETS)}"),
@@ -143,5 +146,5 @@ def parse_widths(text: str) -> list[int]:
 
 
 # Settings that define the network and the experiment: a checkpoint can resume only if they match.
-ARCHITECTURE_KEYS = ("dataset", "time_bins", "pool", "hidden", "beta", "threshold", "reset", "readout",
+ARCHITECTURE_KEYS = ("dataset", "time_bins", "pool", "model", "hidden", "beta", "threshold", "reset", "readout",
                      "strategy", "rank", "population", "seed", "optimizer")

@@ -47,6 +47,10 @@ def build_estimator(cfg: TrainConfig, net) -> ESEstimator:
         from spikeroll.bptt import BPTTEstimator
 
         return BPTTEstimator(net, cfg)
+    if cfg.model:  # a user's nn.Module: its population runs as one batch (spikeroll.modules)
+        from spikeroll.modules.net import module_estimator
+
+        return module_estimator(cfg, net)
     strategy = EvolutionStrategy(net.params, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
     evaluator = LocalEvaluator(net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
     return ESEstimator(strategy, evaluator, cfg)

@@ -48,6 +48,10 @@ def batch_indices(seed: int, generation: int, n: int, batch_size: int) -> torch.
 
 
 def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> SpikingNet:
+    if cfg.model:  # a user's torch.nn.Module (`--model FILE.py:FACTORY`, spikeroll.modules.net)
+        from spikeroll.modules.net import ModuleNet
+
+        return ModuleNet.from_config(cfg, in_features, classes, device)
     return SpikingNet([in_features, *cfg.hidden, classes], beta=cfg.beta, threshold=cfg.threshold,
                       reset=cfg.reset, readout=cfg.readout, init_gain=cfg.init_gain, seed=cfg.seed,
                       device=device, pool=cfg.pool)

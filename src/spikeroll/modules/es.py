@@ -123,9 +123,10 @@ class EGGROLL:
                 checks.reset_state(self.model)
                 out = self.model(*args, **kwargs)
         except RuntimeError as exc:
-            raise SpikerollError(f"the population forward failed ({str(exc).splitlines()[0]}); members run as one "
-                                 "batch of N·B samples: create hidden state from the input's shape "
-                                 "(torch.zeros_like), not from the minibatch size") from exc
+            first = str(exc).splitlines()[0]
+            raise SpikerollError(f"the module's forward failed in the population forward: {first} (members run as "
+                                 "one batch of N·B samples: if the plain forward works, build hidden state from the "
+                                 "input's shape, e.g. torch.zeros_like, not from the minibatch size)") from exc
         finally:
             for h in handles:
                 h.remove()

@@ -1,0 +1,125 @@
+"""A user's nn.Module inside the Trainer: `spikeroll train --model FILE.py:FACTORY`.
+
+Contract: FACTORY() returns a torch.nn.Module that maps frames (T, B, 2, H, W) (float, one time
+bin per step) to logits (B, classes), looping over time itself as snnTorch tutorials do. The
+Trainer sees it through ModuleNet (the .params/.logits/.load_parameters/.num_parameters/.device
+of spikeroll's own network); ES runs through EGGROLL's population forward (ModuleEvaluator) and
+the same ESEstimator, noise and update as the built-in network; BPTT through the module's own
+autograd (snnTorch's surrogate gradient).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spikeroll.errors import SpikerollError
+from spikeroll.fitness import member_fitness
+from spikeroll.modules.checks import reset_state
+from spikeroll.modules.es import EGGROLL
+
+
+def load_factory(spec: str) -> nn.Module:
+    """'path/to/file.py:factory' -> the module factory() returns."""
+    path, sep, name = str(spec).rpartition(":")
+    if not sep or not path or not name:
+        raise SpikerollError(f"--model {spec!r} must be FILE.py:FACTORY, e.g. examples/snntorch_csnn.py:make_csnn")
+    file = Path(path)
+    if not file.is_file():
+        raise SpikerollError(f"--model file {file} does not exist; give the path of a .py file defining {name}()")
+    module_name = f"spikeroll_user_model_{abs(hash(file.resolve()))}"
+    loader = importlib.util.spec_from_file_location(module_name, file)
+    code = importlib.util.module_from_spec(loader)
+    sys.modules[module_name] = code  # dataclasses and pickling look their module up here
+    loader.loader.exec_module(code)
+    factory = getattr(code, name, None)
+    if not callable(factory):
+        raise SpikerollError(f"--model {file} defines no function {name!r}; name the factory after the colon")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise SpikerollError(f"--model {spec}: {name}() returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+class ModuleNet:
+    """A user's module with the interface the Trainer, checkpoints and evaluation expect."""
+
+    def __init__(self, module: nn.Module, in_features: int, classes: int, device):
+        self.module = module.to(device).eval()  # ES needs no train mode (dropout/batchnorm: see checks)
+        self.params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        self.sizes = [in_features, classes]  # what checkpoints record and init_from compares
+        self.classes = classes
+
+    @classmethod
+    def from_config(cls, cfg, in_features: int, classes: int, device) -> ModuleNet:
+        with torch.random.fork_rng():  # the factory's initialisation is a function of the run's seed
+            torch.manual_seed(cfg.seed)
+            module = load_factory(cfg.model)
+        return cls(module, in_features, classes, device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    def load_parameters(self, values) -> None:
+        values = list(values)
+        shapes = [tuple(v.shape) for v in values]
+        mine = [tuple(p.shape) for p in self.params.values()]
+        if shapes != mine:
+            raise SpikerollError(f"saved parameters {shapes} do not fit the module's {mine}; "
+                                 "use the same --model factory as the saved run")
+        with torch.no_grad():
+            for p, value in zip(self.params.values(), values):
+                p.copy_(value.to(p.device, p.dtype))
+
+    def inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, ...) as the Trainer stores them -> (T, B, ...) float, the contract's layout."""
+        return frames.transpose(0, 1).to(self.device, torch.float32)
+
+    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        reset_state(self.module)
+        out = self.module(self.inputs(frames))
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != self.classes:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise SpikerollError(f"--model returned {shape}; the contract is logits (B, {self.classes}) "
+                                 "for frames (T, B, 2, H, W)")
+        return out
+
+
+class ModuleEvaluator:
+    """The population's fitness from EGGROLL's one-batch population forward of the user's module."""
+
+    def __init__(self, net: ModuleNet, es: EGGROLL, temperature: float, chunk_pairs: int | None = None):
+        self.net, self.es, self.temperature, self.chunk_pairs = net, es, temperature, chunk_pairs
+        self.strategy = es.strategy
+
+    def unit_pairs(self, batch: int) -> int:
+        return self.chunk_pairs or self.strategy.pairs
+
+    @torch.no_grad()
+    def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range):
+        self.es.generation, self.es.sigma = generation, sigma
+        logits = self.es.population_forward(self.net.inputs(frames), pairs=pairs)
+        fitness, acc = member_fitness(logits, labels.to(logits.device), self.temperature)
+        return fitness.cpu(), acc.cpu()
+
+    def population_fitness(self, generation: int, sigma: float, frames, labels):
+        return self.unit_fitness(generation, sigma, frames, labels, range(self.strategy.pairs))
+
+
+def module_estimator(cfg, net: ModuleNet):
+    """ESEstimator (eggroll or openes) over the user's module."""
+    from spikeroll.estimators import ESEstimator
+
+    rank = cfg.rank if cfg.strategy == "eggroll" else None
+    es = EGGROLL(net.module, population=cfg.population, rank=rank, sigma=cfg.sigma, seed=cfg.seed,
+                 shaping=cfg.shaping, chunk_pairs=cfg.chunk_pairs)
+    return ESEstimator(es.strategy, ModuleEvaluator(net, es, cfg.temperature, cfg.chunk_pairs), cfg)
