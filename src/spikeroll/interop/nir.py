@@ -383,6 +383,9 @@ def export_run(run_dir, out=None) -> Path:
     from spikeroll.train import load_trained
 
     cfg, net = load_trained(run_dir)
+    if not isinstance(net, SpikingNet):
+        raise SpikerollError(f"{run_dir} holds a {type(net).__name__}; spikeroll export writes the LIF networks "
+                             "of spikeroll's own model (SpikingNet) only")
     frame_shape = (2, SENSOR, SENSOR)
     if input_features(frame_shape, net.pool) != net.sizes[0] and net.pool == 1:
         frame_shape = (net.sizes[0],)
