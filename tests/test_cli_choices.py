@@ -34,8 +34,11 @@ def refusal(flag: str) -> str:
 def test_the_cli_offers_exactly_what_the_library_accepts(flag):
     choices = cli_choices(main.commands["train"], flag)
     assert len(choices) >= 2
-    for value in choices:  # the config accepts every value the CLI offers...
-        TrainConfig(**{FIELDS[flag]: value}).validate()
+    for value in choices:  # the config knows every value the CLI offers (some need other settings too)...
+        try:
+            TrainConfig(**{FIELDS[flag]: value}).validate()
+        except SpikerollError as e:
+            assert "choose one of" not in str(e), e
     # ...and the library's refusal names exactly the CLI's list
     assert refusal(flag).rsplit("choose one of", 1)[1].strip(" :") == ", ".join(choices)
 
