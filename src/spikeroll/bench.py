@@ -30,16 +30,12 @@ is shaped (T, 2, 34, 34) like N-MNIST, other sizes (T, input, 1, 1); the model f
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 
 from spikeroll.errors import SpikerollError
@@ -50,7 +46,6 @@ CLASSES = 10
 NMNIST_INPUT = 2 * 34 * 34
 # Inference stores population x batch distinct samples as uint8; beyond this the pool is cycled.
 INFERENCE_POOL_BYTES = 1 << 30
-_RESULT_TAG = "SPIKEROLL_BENCH_RESULT "
 
 
 @dataclass
@@ -74,14 +69,10 @@ class BenchConfig:
         return [self.input, *self.hidden, CLASSES]
 
     def validate(self) -> "BenchConfig":
-        smallest = min(min(a, b) for a, b in zip(self.sizes[:-1], self.sizes[1:]))
         checks = [
             (self.population >= 2 and self.population % 2 == 0,
              f"population={self.population} must be an even number >= 2 (members come in antithetic pairs); "
              f"try --population {max(2, self.population + self.population % 2)}"),
-            (1 <= self.rank <= smallest,
-             f"rank={self.rank} is out of range; it must be between 1 and {smallest} "
-             "(the smallest side of any weight matrix); try --rank 1"),
             (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1; try --batch-size 64"),
             (self.time_bins >= 1, f"time_bins={self.time_bins} must be >= 1; try --time-bins 10"),
             (self.input >= 1, f"input={self.input} must be >= 1; try --input 2312"),
@@ -97,6 +88,9 @@ class BenchConfig:
         for ok, message in checks:
             if not ok:
                 raise SpikerollError(message)
+        from spikeroll.strategies import check_rank
+
+        check_rank(self.rank, list(zip(self.sizes[1:], self.sizes[:-1])))  # (out, in) of each weight matrix
         return self
 
 
@@ -127,7 +121,6 @@ def synthetic_data(cfg: BenchConfig) -> SimpleNamespace:
 
     gen = torch.Generator().manual_seed(cfg.seed)
     labels = torch.randint(0, CLASSES, (cfg.batch_size,), generator=gen)
-    labels[0] = CLASSES - 1  # the trainer infers the class count from the largest label
     train = SimpleNamespace(frames=synthetic_frames(cfg, cfg.batch_size), labels=labels)
     small = SimpleNamespace(frames=train.frames[:1], labels=labels[:1])
     _, polarities, height, width = frame_shape(cfg)
@@ -266,36 +259,20 @@ def run_case(cfg: BenchConfig, case: str) -> dict:
                 "torch_threads": torch.get_num_threads(), "pid": os.getpid()}
 
 
-def _child_main() -> None:
-    request = json.loads(sys.stdin.read())
-    result = run_case(BenchConfig(**request["config"]), request["case"])
-    print(_RESULT_TAG + json.dumps(result), flush=True)
-
-
 def measure_case(cfg: BenchConfig, case: str, timeout: float | None = None) -> dict:
     """Run one case in a fresh Python process (its own peak memory); returns run_case's dict."""
-    import spikeroll
+    from spikeroll.isolate import run_isolated
 
-    env = dict(os.environ)
-    src = str(Path(spikeroll.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    request = json.dumps({"config": dataclasses.asdict(cfg), "case": case})
-    code = "from spikeroll.bench import _child_main; _child_main()"
-    try:
-        proc = subprocess.run([sys.executable, "-c", code], input=request, capture_output=True, text=True,
-                              env=env, timeout=timeout)
-    except subprocess.TimeoutExpired:
+    outcome = run_isolated(run_case, cfg, case, timeout=timeout)
+    if outcome.ok:
+        return outcome.value
+    if outcome.timed_out:
         raise SpikerollError(f"bench case {case} ran past {timeout:.0f} s; try a smaller --population "
-                             "or --repeats") from None
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(_RESULT_TAG):
-            return json.loads(line[len(_RESULT_TAG):])
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    last = lines[-1] if lines else f"exit code {proc.returncode}"
-    if proc.returncode < 0 or "MemoryError" in last or "out of memory" in last.lower():
-        raise SpikerollError(f"bench case {case} ran out of memory or was killed ({last}); "
+                             "or --repeats")
+    if outcome.out_of_memory:
+        raise SpikerollError(f"bench case {case} ran out of memory or was killed ({outcome.failure}); "
                              "try a smaller --population or --hidden")
-    raise SpikerollError(f"bench case {case} failed in its subprocess: {last}")
+    raise SpikerollError(f"bench case {case} failed in its subprocess: {outcome.failure}")
 
 
 def run_bench(cfg: BenchConfig, cases=CASES) -> dict:

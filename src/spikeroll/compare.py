@@ -1,6 +1,6 @@
 """`spikeroll compare`: EGGROLL at several ranks, full-rank OpenAI-ES and the BPTT baseline on the
 same network, data and budget, each as an ordinary run directory trained in its own fresh process
-(`python -m spikeroll.compare SPEC`), one after another, summarised in compare.md and compare.png.
+(spikeroll.isolate), one after another, summarised in compare.md and compare.png.
 BPTT takes its own learning rate (`bptt_lr`, default 2e-3): the ES default lr is not meant for it.
 
 How each column is measured (peak RSS of the steps and of the whole run, s/gen, train s, wall s)
@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from spikeroll.callbacks import Callback
 from spikeroll.config import TrainConfig
+from spikeroll.data import SENSOR_SIZE
 from spikeroll.errors import SpikerollError
+from spikeroll.isolate import run_isolated
 from spikeroll.memory import max_rss_bytes, reset_peak_rss, status_bytes
+from spikeroll.strategies import check_rank
 
 STRATEGY_ORDER = ("eggroll", "openes", "bptt")
 DEFAULT_RANKS = (1, 4, 8)
@@ -30,8 +32,9 @@ BPTT_LR = 2e-3
 SPEC = "compare_spec.json"
 RESOURCES = "resources.json"
 DATA_FILE = ".compare-data.pt"
-# Data files hold frames (N, T, 2, 34, 34): the first layer has 2·34·34 inputs, the readout 10 classes.
-SENSOR_FEATURES, CLASSES = 2 * 34 * 34, 10
+# Every dataset's frames are (N, T, 2, 34, 34): the first layer has 2·34·34 inputs, the readout 10
+# classes (the networks are planned before the runs load their data; given data declares its own)
+SENSOR_FEATURES, CLASSES = math.prod(SENSOR_SIZE), 10
 
 
 def parse_ranks(text: str) -> list[int]:
@@ -41,8 +44,8 @@ def parse_ranks(text: str) -> list[int]:
         raise SpikerollError(f"--ranks {text!r} is not a comma-separated list of integers; try --ranks 1,4,8") from None
     if not ranks:
         raise SpikerollError("--ranks is empty; give at least one rank, e.g. --ranks 1,4,8")
-    if any(r < 1 for r in ranks):
-        raise SpikerollError(f"--ranks {text!r}: every rank must be >= 1; try --ranks 1,4,8")
+    for rank in ranks:
+        check_rank(rank, option="--ranks")
     return sorted(set(ranks))
 
 
@@ -71,15 +74,13 @@ def plan_runs(base: TrainConfig, ranks, strategies=STRATEGY_ORDER, *, generation
         common["generations"] = generations
     else:
         common.update(generations=UNBOUNDED_GENERATIONS, lr_schedule="constant")
-    smallest = min(*sizes, *base.hidden)
+    widths = [sizes[0], *base.hidden, sizes[1]]
+    matrix_shapes = list(zip(widths[1:], widths[:-1]))  # (out, in) of each weight matrix
     runs = []
     for strategy in strategies:
         if strategy == "eggroll":
             for rank in ranks:
-                if rank > smallest:
-                    layers = "->".join(map(str, [sizes[0], *base.hidden, sizes[1]]))
-                    raise SpikerollError(f"rank {rank} is too large for this network: ranks must be <= {smallest}, "
-                                         f"the smallest side of its weight matrices (layers {layers})")
+                check_rank(rank, matrix_shapes, option="--ranks")
                 runs.append((f"eggroll-r{rank}", dataclasses.replace(base, strategy="eggroll", rank=rank, **common)))
         elif strategy == "openes":
             runs.append(("openes", dataclasses.replace(base, strategy="openes", **common)))
@@ -133,8 +134,9 @@ class _StepMemory(Callback):
         return max(self.before, _max_rss_mib(), (_peak_rss_since_reset_mib() or 0.0) if self.supported else 0.0)
 
 
-def run_worker(spec_path: str | Path) -> int:
-    """Body of the per-run process: train one run and write RUN/resources.json."""
+def run_worker(spec_path: str | Path) -> dict:
+    """Body of the per-run process: train one run, write RUN/resources.json and return its content
+    (an "error" key when the run failed)."""
     import torch
 
     from spikeroll.api import load_data
@@ -163,19 +165,16 @@ def run_worker(spec_path: str | Path) -> int:
         if trainer.device.type == "cuda":
             resources["peak_gpu_mib"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
         resources["report"] = report
-        code = 0
     except SpikerollError as exc:
         resources["error"] = str(exc)
-        code = 1
     except Exception as exc:  # noqa: BLE001 - recorded for the table, and shown in full on stderr
         import traceback
 
         traceback.print_exc()
         resources["error"] = f"{type(exc).__name__}: {exc}"
-        code = 1
     out.mkdir(parents=True, exist_ok=True)
     save_json(out / RESOURCES, resources)
-    return code
+    return resources
 
 
 def _fmt(value, digits=3, suffix=""):
@@ -218,7 +217,7 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
     out = Path(out_dir)
     sizes = (SENSOR_FEATURES, CLASSES)
     if data is not None:
-        sizes = (data.train.frames[0, 0].numel(), int(max(int(data.train.labels.max()), 9)) + 1)
+        sizes = (data.train.frames[0, 0].numel(), int(data.classes))
     runs = plan_runs(base, ranks, strategies, generations=generations, budget_seconds=budget_seconds,
                      bptt_lr=bptt_lr, sizes=sizes)
     if generations is None and budget_seconds is None:
@@ -235,9 +234,6 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
 
         data_path = out / DATA_FILE
         torch.save(data, data_path)
-    env = dict(os.environ)
-    package_root = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     rows = []
     try:
         for i, (name, cfg) in enumerate(runs, 1):
@@ -250,10 +246,12 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
             limit = f"{budget_seconds:g} s" if budget_seconds is not None else f"{cfg.generations} generations"
             echo(f"[{i}/{len(runs)}] {name}: {limit} -> {run_dir}")
             if isolate:
-                subprocess.run([sys.executable, "-m", "spikeroll.compare", str(run_dir / SPEC)], env=env, check=False)
+                outcome = run_isolated(run_worker, run_dir / SPEC)
+                resources = outcome.value if outcome.ok else {
+                    "error": f"the run's process ended without a result ({outcome.failure}; see its output above)"}
             else:
-                run_worker(run_dir / SPEC)
-            rows.append(_row(name, cfg, run_dir))
+                resources = run_worker(run_dir / SPEC)
+            rows.append(_row(name, cfg, resources))
     finally:
         if data_path is not None:
             data_path.unlink(missing_ok=True)
@@ -275,12 +273,8 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
     return rows
 
 
-def _row(name: str, cfg: TrainConfig, run_dir: Path) -> dict:
+def _row(name: str, cfg: TrainConfig, res: dict) -> dict:
     row = {"name": name, "strategy": cfg.strategy, "rank": cfg.rank if cfg.strategy == "eggroll" else None}
-    path = run_dir / RESOURCES
-    if not path.exists():
-        return {**row, "error": "the run's process ended without writing resources.json (see its output above)"}
-    res = json.loads(path.read_text())
     if res.get("error"):
         return {**row, "error": res["error"]}
     report = res["report"]
@@ -320,6 +314,3 @@ def _markdown(base: TrainConfig, table: str, budget_seconds, generations, bptt_l
         "RSS right before training). Test and validation accuracy are those of the final network.\n"
     )
 
-
-if __name__ == "__main__":
-    sys.exit(run_worker(sys.argv[1]))

@@ -60,14 +60,13 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         from spikeroll.model import READOUTS, RESETS
-        from spikeroll.strategies import SHAPINGS, STRATEGIES
+        from spikeroll.strategies import SHAPINGS, STRATEGIES, check_rank
 
         checks = [
             (self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"),
             (self.population >= 2 and self.population % 2 == 0,
              f"population={self.population} must be an even number >= 2 (members come in antithetic pairs); "
              f"try --population {max(2, self.population + self.population % 2)}"),
-            (self.strategy != "eggroll" or self.rank >= 1, f"rank={self.rank} must be >= 1; try --rank 1"),
             (math.isfinite(self.sigma) and self.sigma > 0, f"sigma={self.sigma} must be > 0; try --sigma 0.05"),
             (self.sigma_final is None or self.sigma_final > 0, f"sigma_final={self.sigma_final} must be > 0"),
             (math.isfinite(self.lr) and self.lr > 0, f"lr={self.lr} must be > 0; try --lr 0.02"),
@@ -94,6 +93,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise SpikerollError(message)
+        if self.strategy == "eggroll":
+            check_rank(self.rank)  # >= 1 here; the upper bound needs the network's shapes (checked when built)
         return self
 
     def to_dict(self) -> dict:

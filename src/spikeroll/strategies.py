@@ -23,15 +23,19 @@ SHAPINGS = ("centered_ranks", "zscore", "none")
 STRATEGIES = ("eggroll", "openes", "bptt")  # bptt: surrogate-gradient baseline (spikeroll.bptt)
 
 
-def check_rank(rank: int, matrix_shapes) -> None:
-    """The one rank range check: 1 <= rank <= the smallest side of any low-rank matrix."""
-    smallest = min((min(shape) for shape in matrix_shapes), default=None)
-    if smallest is None:
-        raise SpikerollError("the model has no weight matrix for low-rank noise; give it a Linear or Conv layer, "
-                             "or use full-rank noise (--strategy openes)")
-    if not 1 <= rank <= smallest:
-        raise SpikerollError(f"rank={rank} is out of range; it must be between 1 and {smallest} "
-                             "(the smallest side of any weight matrix)")
+def check_rank(rank: int, matrix_shapes=None, option: str = "--rank") -> None:
+    """The one rank range check: 1 <= rank <= the smallest side of any low-rank matrix; only
+    rank >= 1 where the shapes are not known yet (matrix_shapes None: a config, a list of ranks).
+    `option` is the flag the error's fix names."""
+    smallest = None
+    if matrix_shapes is not None:
+        smallest = min((min(shape) for shape in matrix_shapes), default=None)
+        if smallest is None:
+            raise SpikerollError("the model has no weight matrix for low-rank noise; give it a Linear or Conv layer, "
+                                 "or use full-rank noise (--strategy openes)")
+    if rank < 1 or (smallest is not None and rank > smallest):
+        bound = ">= 1" if smallest is None else f"between 1 and {smallest} (the smallest side of any weight matrix)"
+        raise SpikerollError(f"rank={rank} is out of range; it must be {bound}; try {option} 1")
 
 
 def shape_fitness(fitness: torch.Tensor, method: str = "centered_ranks") -> torch.Tensor:
