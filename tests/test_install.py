@@ -73,3 +73,18 @@ def test_kernel_cache_folder_follows_spikeroll_cache_then_falls_back(tmp_path, m
     assert kernels.jit_cache_dir() is None  # nowhere to write: the kernels compile without a cache
     monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "mine"))  # NUMBA_CACHE_DIR wins
     assert kernels.jit_cache_dir() == str(tmp_path / "mine")
+
+
+def test_cached_njit_caches_in_spikeroll_cache_and_leaves_numba_setting(tmp_path, monkeypatch):
+    numba = pytest.importorskip("numba")
+    from spikeroll import kernels
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+    monkeypatch.setenv("SPIKEROLL_CACHE", str(tmp_path))
+
+    @kernels.cached_njit()
+    def twice(x):
+        return 2 * x
+
+    assert numba.config.CACHE_DIR == "" and twice(21) == 42  # compiled, and saved on first call
+    assert list((tmp_path / "numba").rglob("*twice*.nbi"))

@@ -74,13 +74,24 @@ def jit_cache_dir() -> str | None:
     return None
 
 
-if numba is not None:
-    # numba picks a function's cache folder when it is decorated: point it at ours for the
-    # decorations below only, and give other numba users in the process back their setting
-    _user_cache_dir, _cache_dir = numba.config.CACHE_DIR, jit_cache_dir()
-    numba.config.CACHE_DIR = _cache_dir or ""
+def cached_njit(**options):
+    """numba's @njit(cache=True, **options), cached in jit_cache_dir(). numba picks a function's
+    cache folder when it is decorated: point it at ours for this decoration only, and give other
+    numba users in the process back their setting."""
+    def decorate(fn):
+        folder, previous = jit_cache_dir(), numba.config.CACHE_DIR
+        numba.config.CACHE_DIR = folder or ""
+        try:
+            return njit(cache=folder is not None, **options)(fn)
+        finally:
+            numba.config.CACHE_DIR = previous
 
-    @njit(cache=_cache_dir is not None, nogil=True)
+    return decorate
+
+
+if numba is not None:
+
+    @cached_njit(nogil=True)
     def _lif_project(base, xb, a, c, delta, beta, threshold, subtract, weight_t, bias,
                      pb, pa, pc, pfull, time_weights, out, first_job, last_job):  # pragma: no cover
         """Jobs first_job <= job < last_job, job = (member n, block of samples).
@@ -166,7 +177,7 @@ if numba is not None:
                     for i in range(nb):
                         out[n, o, 0, ub0 + np.uint64(i)] = acc[o, i]
 
-    @njit(cache=_cache_dir is not None, nogil=True, inline="always")
+    @cached_njit(nogil=True, inline="always")
     def _project(src, nb, k, sign, bias_scale, weight_t, bias, pb, pa, pc, pfull, acc, acc_noise,
                  proj):  # pragma: no cover
         """acc[:, :nb] ← the next layer's current from `src` (H, block): Wᵀ·src + bias_scale·b,
@@ -203,8 +214,6 @@ if numba is not None:
                         acc_noise[o, i] += ao * proj[j, i]
             for i in range(nb):
                 acc[o, i] += sign * acc_noise[o, i]
-
-    numba.config.CACHE_DIR = _user_cache_dir
 
 
 def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_noise=None,
