@@ -55,6 +55,12 @@ TRAIN_OPTIONS = [
     ("--seed", "seed", int, "Seed of the initialisation, noise and minibatch order."),
     ("--device", "device", str, "auto, cpu or cuda[:i]."),
     ("--chunk-pairs", "chunk_pairs", int, "Pairs evaluated at once (default: sized to a memory budget)."),
+    ("--workers", "workers", int, "Evaluate the population on K Ray worker processes (needs pip install 'spikeroll[distributed]'); results are bit-identical to one process (docs/distributed.md)."),
+    ("--threads-per-worker", "threads_per_worker", int, "torch/kernel threads of each worker (default: the cores divided evenly)."),
+    ("--ray-address", "ray_address", str, "Join a running Ray cluster (auto or HOST:PORT, see `ray start`) instead of starting a local one."),
+    ("--gpus-per-worker", "gpus_per_worker", float, "Ray GPUs per worker (the PyTorch path on CUDA)."),
+    ("--worker-timeout", "worker_timeout", float, "Stop with an error after this many seconds without a live worker."),
+    ("--worker-data", "worker_data", click.Choice(["auto", "store"]), "How workers get the training frames: auto (their own frame cache on a shared filesystem when it matches, else Ray's object store) or store."),
 ]
 
 

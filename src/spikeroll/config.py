@@ -57,6 +57,13 @@ class TrainConfig:
     device: str = "auto"
     chunk_pairs: int | None = None  # pairs evaluated at once; None = sized to a memory budget
     pool: int = 1  # average-pool each frame over pool x pool pixels before the first layer
+    # distributed (spikeroll.distributed, extra `distributed`): where units run, never what they compute
+    workers: int = 0  # Ray worker processes; 0 = evaluate in this process
+    threads_per_worker: int | None = None  # None = the cores divided evenly among the workers
+    ray_address: str | None = None  # join a running cluster: "auto" or HOST:PORT (None: start a local one)
+    gpus_per_worker: float = 0.0  # Ray GPUs per worker (the PyTorch path on CUDA)
+    worker_timeout: float = 60.0  # seconds with no live worker before the run stops with an error
+    worker_data: str = "auto"  # auto: shared filesystem where a worker's copy matches, else object store; store
 
     def validate(self) -> "TrainConfig":
         from spikeroll.model import READOUTS, RESETS
@@ -89,6 +96,7 @@ class TrainConfig:
             (self.augment_shift >= 0, f"augment_shift={self.augment_shift} must be >= 0"),
             (0.0 <= self.augment_drop < 1.0, f"augment_drop={self.augment_drop} must be in [0, 1)"),
             (0.0 <= self.momentum < 1.0, f"momentum={self.momentum} must be in [0, 1); try --momentum 0.9"),
+            *distributed_checks(self),
         ]
         for ok, message in checks:
             if not ok:
@@ -134,6 +142,21 @@ def _toml_loads(text: str) -> dict:
             raise SpikerollError("reading a TOML config on Python 3.10 needs tomli; pip install 'tomli>=1.1' "
                                  "(or use a JSON config)") from None
     return tomllib.loads(text)
+
+
+def distributed_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Settings of Ray workers (--workers, --threads-per-worker, --gpus-per-worker, --worker-timeout)."""
+    return [
+        (cfg.workers >= 0, f"workers={cfg.workers} must be >= 0 (0 = this process only); try --workers 2"),
+        (cfg.threads_per_worker is None or cfg.threads_per_worker >= 1,
+         f"threads_per_worker={cfg.threads_per_worker} must be >= 1; try --threads-per-worker 1"),
+        (cfg.gpus_per_worker >= 0, f"gpus_per_worker={cfg.gpus_per_worker} must be >= 0"),
+        (cfg.worker_timeout > 0, f"worker_timeout={cfg.worker_timeout} must be > 0 seconds; try --worker-timeout 60"),
+        (cfg.worker_data in ("auto", "store"), f"unknown worker_data {cfg.worker_data!r}; choose auto or store"),
+        (not (cfg.workers or cfg.ray_address) or cfg.strategy in ("eggroll", "openes") and not cfg.model,
+         f"--workers runs eggroll and openes on the LIF network; strategy {cfg.strategy!r}"
+         f"{' with --model' if cfg.model else ''} runs in one process: drop --workers/--ray-address"),
+    ]
 
 
 def parse_widths(text: str) -> list[int]:

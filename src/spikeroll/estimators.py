@@ -40,9 +40,16 @@ class ESEstimator:
     def describe(self) -> dict:
         return {"strategy": self.cfg.strategy, "rank": self.strategy.rank, "population": self.strategy.population}
 
+    def close(self) -> None:
+        """Release the evaluator's workers, if it has any (the Trainer calls this when a run ends)."""
+        close = getattr(self.evaluator, "close", None)
+        if close is not None:
+            close()
 
-def build_estimator(cfg: TrainConfig, net) -> ESEstimator:
-    """The estimator of `cfg.strategy` for `net` (evaluated in this process)."""
+
+def build_estimator(cfg: TrainConfig, net, data=None) -> ESEstimator:
+    """The estimator of `cfg.strategy` for `net`, evaluated in this process, or on Ray workers
+    when cfg.workers or cfg.ray_address is set (they need the run's `data`, a Splits)."""
     if cfg.strategy == "bptt":
         from spikeroll.bptt import BPTTEstimator
 
@@ -53,4 +60,8 @@ def build_estimator(cfg: TrainConfig, net) -> ESEstimator:
         return module_estimator(cfg, net)
     strategy = EvolutionStrategy(net.params, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
     evaluator = LocalEvaluator(net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
+    if cfg.workers or cfg.ray_address:  # the same work units, on Ray workers (spikeroll.distributed)
+        from spikeroll.distributed import RayEvaluator
+
+        evaluator = RayEvaluator(evaluator, cfg, data)
     return ESEstimator(strategy, evaluator, cfg)

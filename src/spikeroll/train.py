@@ -47,6 +47,15 @@ def batch_indices(seed: int, generation: int, n: int, batch_size: int) -> torch.
     return torch.randperm(n, generator=gen)[slot * batch_size : (slot + 1) * batch_size]
 
 
+def minibatch(train, cfg: TrainConfig, generation: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generation g's (augmented) training minibatch from a split: a pure function of (seed, g),
+    so a Ray worker holding the training split rebuilds it from g alone (spikeroll.distributed)."""
+    idx = batch_indices(cfg.seed, generation, len(train.labels), cfg.batch_size)
+    # frames keep their storage dtype (uint8): the network converts them once it has laid them
+    # out, a quarter of the bytes to move
+    return augment_frames(train.frames[idx], cfg.seed, generation, cfg.augment_shift, cfg.augment_drop), train.labels[idx]
+
+
 def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> SpikingNet:
     if cfg.model:  # a user's torch.nn.Module (`--model FILE.py:FACTORY`, spikeroll.modules.net)
         from spikeroll.modules.net import ModuleNet
@@ -76,7 +85,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         in_features = input_features(tuple(data.train.frames.shape[2:]), cfg.pool)  # one time bin
         self.net = make_network(cfg, in_features, int(data.classes), self.device)
-        self.estimator = build_estimator(cfg, self.net)
+        self.estimator = build_estimator(cfg, self.net, data)
         self.optimizer = make_optimizer(cfg, list(self.net.params.values()))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda g: schedule_factor(cfg.lr_schedule, g, cfg.generations))
@@ -145,12 +154,8 @@ class Trainer:
     # one generation ----------------------------------------------------------------------------
     def minibatch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Generation g's (augmented) training minibatch: a pure function of (seed, g)."""
-        cfg, g, train = self.cfg, self.generation, self.data.train
-        idx = batch_indices(cfg.seed, g, len(train.labels), cfg.batch_size)
-        frames = augment_frames(train.frames[idx], cfg.seed, g, cfg.augment_shift, cfg.augment_drop)
-        # frames keep their storage dtype (uint8): the network converts them once it has laid
-        # them out, a quarter of the bytes to move
-        return frames.to(self.device), train.labels[idx].to(self.device)
+        frames, labels = minibatch(self.data.train, self.cfg, self.generation)
+        return frames.to(self.device), labels.to(self.device)
 
     def step(self) -> dict:
         """One generation: the estimator's gradient on this generation's minibatch, one optimiser
@@ -174,6 +179,14 @@ class Trainer:
         """Train up to cfg.generations; with max_seconds, stop once that many seconds of training
         (summed step times, as in report.json's wall_seconds) are spent, then evaluate, checkpoint
         and report the generations actually run."""
+        try:
+            return self._run(progress, max_seconds)
+        finally:  # an estimator holding workers (spikeroll.distributed) lets them go, even on an error
+            close = getattr(self.estimator, "close", None)
+            if close is not None:
+                close()
+
+    def _run(self, progress: bool, max_seconds: float | None) -> dict:
         cfg = self.cfg
         bar = tqdm(total=cfg.generations if max_seconds is None else None, initial=self.generation, disable=not progress,
                    desc="generation", unit="gen", dynamic_ncols=True)

@@ -1,0 +1,327 @@
+"""One training run across many processes and machines, on Ray (extra `distributed`).
+
+`RayEvaluator` answers the evaluator protocol (population_fitness) with Ray actors. The driver (the
+Trainer's process) owns θ and the optimiser; a generation is
+
+    driver: θ -> object store (once)   units of `unit_pairs` pairs -> idle workers, dynamically
+    worker: minibatch(g) from its own copy of the training split; unit fitness (2P floats) back
+    driver: fitness of every member -> the same shaping and update as a single process
+
+Why the results do not depend on the workers: a unit's fitness is a pure function of (θ, seed,
+generation, unit). The noise is drawn from counters (spikeroll.noise), the minibatch from (seed, g),
+and the unit size comes from the configuration (evaluators.auto_unit_pairs), never from the worker
+count: the floats of the population forward depend on how many pairs are evaluated together (the
+first layer's x·B is one GEMM over the unit's pairs), not on which process evaluates them. So a
+unit re-run after a fault, on any worker, returns the same bits.
+
+Faults: a worker that dies (process killed, node gone) loses only its unit in flight, which goes
+back to the queue for the other workers; Ray restarts the actor (max_restarts=-1) where resources
+allow. When no worker has been reachable for `worker_timeout` seconds, the run stops with an error
+(the Trainer's last checkpoint stays intact; --resume continues it on any number of workers).
+
+Data: each worker loads the training split itself (the frame cache on a shared filesystem) and
+keeps it when its digest matches the driver's; otherwise it reads the copy the driver put into
+the object store, which Ray moves to each node once. A per-generation checksum of the minibatch
+comes back with every unit, so a worker that built a different minibatch stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import resource
+import time
+import warnings
+import zlib
+from collections import deque
+
+import numpy as np
+import torch
+
+from spikeroll.config import TrainConfig
+from spikeroll.errors import SpikerollError
+from spikeroll.evaluators import units
+
+EXTRA = "pip install 'spikeroll[distributed]'"
+STARTUP_SECONDS = 300  # for the first worker of a run; after that, cfg.worker_timeout applies
+log = logging.getLogger("spikeroll.distributed")
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise SpikerollError(f"--workers/--ray-address need Ray, which is not installed; {EXTRA}") from None
+    return ray
+
+
+def split_digest(frames: torch.Tensor, labels: torch.Tensor) -> str:
+    """Identity of a training split: a worker keeps its own copy only when this matches."""
+    h = hashlib.sha1(usedforsecurity=False)
+    h.update(repr((tuple(frames.shape), str(frames.dtype))).encode())
+    h.update(frames.contiguous().numpy().tobytes())
+    h.update(labels.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def batch_checksum(frames: torch.Tensor, labels: torch.Tensor) -> int:
+    """A cheap checksum of a minibatch (CRC-32), compared between the driver and every unit."""
+    crc = zlib.crc32(frames.detach().cpu().contiguous().numpy().tobytes())
+    return zlib.crc32(labels.detach().cpu().contiguous().numpy().tobytes(), crc)
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+class Worker:
+    """A Ray actor: one network, one local evaluator and the training split; evaluates units."""
+
+    def __init__(self, cfg_dict: dict, in_features: int, classes: int, threads: int, device: str):
+        torch.set_num_threads(threads)
+        from spikeroll.evaluators import LocalEvaluator
+        from spikeroll.strategies import EvolutionStrategy
+        from spikeroll.train import make_network
+
+        self.cfg = cfg = TrainConfig.from_dict(cfg_dict)
+        self.device = torch.device(device)
+        self.net = make_network(cfg, in_features, classes, self.device)
+        strategy = EvolutionStrategy(self.net.params, cfg.population, None if cfg.strategy == "openes" else cfg.rank,
+                                     cfg.seed)
+        self.evaluator = LocalEvaluator(self.net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
+        self.train, self.data_source = None, None
+        self.theta_key, self.batch = None, (None,)
+
+    def prepare(self, digest: str, store: list) -> dict:
+        """Load the training split once per process (the driver calls this after every (re)start;
+        `store` is [ObjectRef] of the driver's copy, fetched only when needed) and report info()."""
+        if self.train is None:
+            self.train, self.data_source = self._training_split(digest, store)
+        return self.info()
+
+    def _training_split(self, digest: str, store: list):
+        """The frame cache when this process can read the very same split, else the object store."""
+        from spikeroll.data.splits import Split
+
+        if self.cfg.worker_data == "auto":
+            try:
+                from spikeroll.api import load_data
+
+                train = load_data(self.cfg, progress=False).train
+                if split_digest(train.frames, train.labels) == digest:
+                    return train, "filesystem"
+            except (SpikerollError, OSError, ValueError):
+                pass  # no dataset here (no shared filesystem): use the driver's copy
+        import ray
+
+        frames, labels = ray.get(store[0])
+        with warnings.catch_warnings():  # object-store arrays are read-only and shared: never written
+            warnings.simplefilter("ignore", UserWarning)
+            return Split(torch.from_numpy(frames), torch.from_numpy(labels)), "object store"
+
+    def info(self) -> dict:
+        import ray
+
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "data": self.data_source,
+                "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss_bytes()}
+
+    def evaluate(self, generation: int, sigma: float, theta: list, start: int, stop: int):
+        """Fitness and accuracy (numpy, 2·(stop − start) members) of pairs start..stop, and the
+        minibatch checksum. θ arrives once per generation: `theta` is [ObjectRef], fetched once."""
+        import ray
+
+        if self.theta_key != theta[0].hex():
+            values = ray.get(theta[0])
+            self.net.load_parameters([torch.from_numpy(np.array(v)) for v in values])
+            self.theta_key = theta[0].hex()
+        if self.batch[0] != generation:
+            from spikeroll.train import minibatch
+
+            frames, labels = minibatch(self.train, self.cfg, generation)
+            self.batch = (generation, frames.to(self.device), labels.to(self.device), batch_checksum(frames, labels))
+        _, frames, labels, checksum = self.batch
+        fitness, acc = self.evaluator.unit_fitness(generation, sigma, frames, labels, range(start, stop))
+        return fitness.numpy(), acc.numpy(), checksum
+
+
+class RayEvaluator:
+    """The LocalEvaluator's work units, evaluated by Ray actors (see the module docstring).
+
+    `local` is the LocalEvaluator of the driver's network: it fixes the unit size, so the update's
+    noise chunks match a single-process run. Workers start at the first generation."""
+
+    def __init__(self, local, cfg: TrainConfig, data):
+        import_ray()
+        if data is None:
+            raise SpikerollError("a distributed run needs its data on the workers; pass data (a Splits) to "
+                                 "build_estimator, as the Trainer does")
+        self.local, self.cfg, self.train = local, cfg, data.train
+        self.net, self.strategy = local.net, local.strategy
+        self.actors: list = []
+        self.workers: dict[int, dict] = {}  # actor index -> info (pid, node, data path, peak memory)
+        self.owns_ray = False
+        self.stats = {"units_rerun": 0, "workers_lost": 0}
+        self.last = {}  # the last generation's bytes and seconds, see population_fitness
+        self._pings: dict = {}  # ObjectRef of an info() call -> actor index, for workers (re)starting
+        self._retry_at: dict[int, float] = {}  # down actors to ping again at this time
+        self._busy: dict[int, range] = {}
+        self._last_error = "none"
+
+    def unit_pairs(self, batch: int) -> int:
+        return self.local.unit_pairs(batch)
+
+    # workers ----------------------------------------------------------------------------------
+    def _start(self) -> None:
+        ray = import_ray()
+        cfg = self.cfg
+        if not ray.is_initialized():
+            quiet = {"logging_level": "ERROR", "log_to_driver": False}
+            if cfg.ray_address:
+                ray.init(address=cfg.ray_address, **quiet)
+            else:
+                workers = cfg.workers or 1
+                threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+                ray.init(address="local", num_cpus=workers * threads, include_dashboard=False,
+                         _node_ip_address="127.0.0.1", **quiet)
+            self.owns_ray = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        threads = cfg.threads_per_worker or max(1, cpus // cfg.workers if cfg.workers else 1)
+        count = cfg.workers or max(1, cpus // threads)
+        self.threads, self.count = threads, count
+        sizes = self.net.sizes
+        digest = split_digest(self.train.frames, self.train.labels)
+        store = [ray.put((self.train.frames.contiguous().numpy(), self.train.labels.contiguous().numpy()))]
+        device = "cuda" if cfg.gpus_per_worker > 0 else "cpu"
+        actor = ray.remote(Worker).options(num_cpus=threads, num_gpus=cfg.gpus_per_worker, max_restarts=-1,
+                                           max_task_retries=0, scheduling_strategy="SPREAD")
+        self.actors = [actor.remote(cfg.to_dict(), sizes[0], sizes[-1], threads, device) for _ in range(count)]
+        self._data = (digest, store)  # what every (re)started worker is prepared with
+        self._pings = {a.prepare.remote(*self._data): i for i, a in enumerate(self.actors)}
+        # the first worker may take a while (a cluster scaling up); then wait a little for the others,
+        # so that a run uses all of them from its first generation (a late one joins when ready)
+        ready, _ = ray.wait(list(self._pings), num_returns=1, timeout=STARTUP_SECONDS)
+        if ready:
+            ready, _ = ray.wait(list(self._pings), num_returns=len(self._pings), timeout=max(cfg.worker_timeout, 30))
+        for ref in ready:
+            try:
+                self.workers[self._pings.pop(ref)] = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if not self.workers:
+            self.close()
+            raise SpikerollError(
+                f"no Ray worker started within {STARTUP_SECONDS} s (last error: {self._last_error}); check that the "
+                f"cluster has {threads} free CPU(s) per worker (`ray status`) and spikeroll installed on every node")
+
+    def close(self) -> None:
+        """Stop the workers (and the local Ray instance this evaluator started)."""
+        if not self.actors:
+            return
+        ray = import_ray()
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors, self._pings, self._busy = [], {}, {}
+        if self.owns_ray:
+            ray.shutdown()
+            self.owns_ray = False
+
+    def busy_pids(self) -> list[int]:
+        """PIDs of the workers evaluating a unit right now (for fault-injection tests)."""
+        return [self.workers[i]["pid"] for i in self._busy if i in self.workers]
+
+    def worker_info(self) -> list[dict]:
+        """Each live worker's pid, node, data path and peak resident memory (bytes)."""
+        ray = import_ray()
+        return ray.get([self.actors[i].info.remote() for i in sorted(self.workers)])
+
+    def _lost(self, index: int, exc: Exception) -> None:
+        self.stats["workers_lost"] += 1
+        self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.workers.pop(index, None)
+        self._retry_at[index] = time.monotonic()
+        log.warning("spikeroll: Ray worker %d lost (%s); its unit goes to another worker", index, self._last_error)
+
+    # one generation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def population_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor):
+        ray = import_ray()
+        from ray.exceptions import RayError, RayTaskError
+
+        # a worker process or its node gone, or unreachable: the unit goes back to the queue
+        lost_errors = tuple(getattr(ray.exceptions, name) for name in (
+            "RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError"))
+
+        if not self.actors:
+            self._start()
+        start_time = time.perf_counter()
+        todo = deque(units(self.strategy.pairs, self.unit_pairs(len(labels))))
+        values = [p.detach().cpu().numpy() for p in self.net.params.values()]
+        theta = [ray.put(values)]
+        put_seconds = time.perf_counter() - start_time
+        expected = batch_checksum(frames, labels)
+        fitness = torch.empty(self.strategy.population)
+        accuracy = torch.empty(self.strategy.population)
+        running: dict = {}
+        nodes, sent, received = set(), 0, 0
+        idle = deque(i for i in range(len(self.actors)) if i in self.workers)
+        down_since = None
+        while todo or running:
+            now = time.monotonic()
+            for i, when in list(self._retry_at.items()):  # ask lost workers whether they are back
+                if now >= when:
+                    del self._retry_at[i]
+                    self._pings[self.actors[i].prepare.remote(*self._data)] = i
+            while todo and idle:
+                i, unit = idle.popleft(), todo.popleft()
+                ref = self.actors[i].evaluate.remote(generation, sigma, theta, unit.start, unit.stop)
+                running[ref], self._busy[i] = (i, unit), unit
+                sent += len(pickle.dumps((generation, sigma, unit.start, unit.stop))) + len(theta[0].binary())
+            if running:
+                down_since = None
+            elif down_since is None:
+                down_since = now
+            elif now - down_since > self.cfg.worker_timeout:
+                raise SpikerollError(
+                    f"no Ray worker has been reachable for {self.cfg.worker_timeout:g} s (last error: "
+                    f"{self._last_error}); the run stopped at generation {generation} and its last checkpoint is "
+                    "intact: restart the workers (or drop --workers) and continue with --resume")
+            ready, _ = ray.wait(list(running) + list(self._pings), num_returns=1, timeout=0.5)
+            for ref in ready:
+                if ref in self._pings:
+                    i = self._pings.pop(ref)
+                    try:
+                        self.workers[i] = ray.get(ref)
+                        idle.append(i)
+                    except RayError as exc:  # still down (or failed to start): ask again later
+                        self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                        self._retry_at[i] = time.monotonic() + 1.0
+                    continue
+                i, unit = running.pop(ref)
+                del self._busy[i]
+                try:
+                    f, a, checksum = ray.get(ref)
+                except lost_errors as exc:  # the worker died or became unreachable mid-unit
+                    todo.appendleft(unit)
+                    self.stats["units_rerun"] += 1
+                    self._lost(i, exc)
+                    continue
+                except RayTaskError as exc:
+                    raise SpikerollError(f"a Ray worker failed on pairs {unit.start}-{unit.stop - 1}: "
+                                         f"{exc.cause!r}") from None
+                if checksum != expected:
+                    raise SpikerollError(
+                        f"Ray worker {i} built a different minibatch in generation {generation} (its training "
+                        "data differs from the driver's); run with --worker-data store")
+                fitness.numpy()[2 * unit.start:2 * unit.stop] = f
+                accuracy.numpy()[2 * unit.start:2 * unit.stop] = a
+                received += f.nbytes + a.nbytes + 8
+                nodes.add(self.workers[i]["node"] if i in self.workers else i)
+                idle.append(i)
+        theta_bytes = sum(v.nbytes for v in values)
+        self.last = {"generation": generation, "theta_bytes": theta_bytes, "nodes": len(nodes),
+                     "task_bytes": sent, "result_bytes": received,
+                     "bytes": theta_bytes * len(nodes) + sent + received,
+                     "put_seconds": put_seconds, "seconds": time.perf_counter() - start_time}
+        return fitness, accuracy
