@@ -74,7 +74,6 @@ def load_sim_splits(source, opts: BinOpts, *, val_fraction: float = 0.2, seed: i
             "split": f"test = last {n_test} images ({TEST_FRACTION:.0%}, fixed); validation = stratified "
                      f"{val_fraction:.0%} of the rest (seed {seed}): {len(tr)} train / {len(va)} val / {n_test} test",
             "time_bins": int(frames.shape[1])}
-    # MNIST's ten digits; a PNG folder may name more classes (label folders 10, 11, ...)
-    classes = max(int(labels.max()), 9) + 1
+    classes = max(10, int(labels.max()) + 1)  # MNIST's ten digits, or more where PNG folders 10, 11, ... exist
     return Splits("nmnist-sim", part(tr), part(va), part(np.arange(rest, len(images))), info, classes=classes,
                   sensor_size=SENSOR_SIZE)
