@@ -36,7 +36,11 @@ TRAIN_OPTIONS = [
     ("--readout", "readout", click.Choice(READOUTS), "Logits: time-averaged membrane of a leaky output layer, or output spike counts."),
     ("--init-gain", "init_gain", float, "Scale of the uniform ±gain/√fan_in weight initialisation."),
     ("--init-from", "init_from", str, "Start from the trained network of this run directory (same layer sizes), e.g. one pretrained on nmnist-sim, or of a NIR graph (FILE.nir, which then sets the network's settings)."),
-    ("--strategy", "strategy", click.Choice(STRATEGIES), "eggroll (low-rank ES), openes (full-rank ES baseline) or bptt (surrogate-gradient backprop baseline; give it --lr ~0.001-0.005)."),
+    ("--strategy", "strategy", click.Choice(STRATEGIES), "eggroll (low-rank ES), openes (full-rank ES baseline), bptt (surrogate-gradient backprop baseline; give it --lr ~0.001-0.005) or egg (integer ±1 updates, --neuron loihi only)."),
+    ("--neuron", "neuron", click.Choice(["lif", "loihi"]), "lif (float) or loihi: an integer network with Loihi's arithmetic (docs/integer.md); needs --weight-bits."),
+    ("--weight-bits", "weight_bits", int, "Integer weight width for --neuron loihi: 8, 4 or 2 (ternary)."),
+    ("--ptq", "ptq", bool, "With --neuron loihi --strategy bptt: train float weights, quantise only after training (post-training quantisation) instead of straight-through (QAT)."),
+    ("--egg-z", "egg_z", float, "--strategy egg: z-score a weight's summed vote must pass to move by ±1."),
     ("--rank", "rank", int, "Rank r of EGGROLL's A·Bᵀ perturbations (1 <= r <= min(m, n))."),
     ("--population", "population", int, "Population size N (even: antithetic pairs)."),
     ("--sigma", "sigma", float, "Noise scale σ (> 0)."),
@@ -180,6 +184,21 @@ def export(run_dir, out):
         path = export_run(run_dir, out)
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
+    click.echo(str(path))
+
+
+@main.command(name="export-loihi")
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", default=None, help="A .json or .npz file [default: RUN_DIR/loihi.json].")
+def export_loihi(run_dir, out):
+    """Write an integer run's (--neuron loihi) weights, weight exponents and neuron constants as
+    Loihi-style parameters a Lava user can load (docs/integer.md)."""
+    from spikeroll.integer import export_loihi as write
+    from spikeroll.train import load_trained
+
+    _, net = load_trained(run_dir)
+    path = Path(out) if out else Path(run_dir) / "loihi.json"
+    write(net, path)
     click.echo(str(path))
 
 

@@ -34,6 +34,10 @@ class TrainConfig:
     init_gain: float = 1.0
     model: str | None = None  # FILE.py:FACTORY, a user's torch.nn.Module instead of the LIF stack
     init_from: str | None = None  # start from the network of this run directory (e.g. pretrained on simulated data)
+    neuron: str = "lif"  # "loihi": integer network with Loihi's arithmetic (spikeroll.integer)
+    weight_bits: int | None = None  # loihi: 8, 4 or 2 (ternary) bit weights
+    ptq: bool = False  # loihi + bptt: train float weights, quantise only the evaluated network
+    egg_z: float = 2.0  # strategy egg: a weight moves ±1 where |Σ sign·A·Bᵀ| passes this z-score
     # strategy
     strategy: str = "eggroll"
     rank: int = 1
@@ -96,6 +100,7 @@ class TrainConfig:
             (self.augment_shift >= 0, f"augment_shift={self.augment_shift} must be >= 0"),
             (0.0 <= self.augment_drop < 1.0, f"augment_drop={self.augment_drop} must be in [0, 1)"),
             (0.0 <= self.momentum < 1.0, f"momentum={self.momentum} must be in [0, 1); try --momentum 0.9"),
+            *integer_checks(self),
             *distributed_checks(self),
         ]
         for ok, message in checks:
@@ -144,6 +149,28 @@ def _toml_loads(text: str) -> dict:
     return tomllib.loads(text)
 
 
+NEURONS = ("lif", "loihi")
+
+
+def integer_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Settings of integer networks (--neuron loihi, --weight-bits, --strategy egg, --ptq)."""
+    loihi = cfg.neuron == "loihi"
+    return [
+        (cfg.neuron in NEURONS, f"unknown neuron {cfg.neuron!r}; choose one of {', '.join(NEURONS)}"),
+        (not loihi or cfg.weight_bits in (2, 4, 8),
+         f"weight_bits={cfg.weight_bits} is not supported for --neuron loihi; "
+         "choose --weight-bits 8, 4 or 2 (ternary)"),
+        (loihi or cfg.weight_bits is None,
+         f"weight_bits={cfg.weight_bits} needs the integer network; add --neuron loihi (or drop --weight-bits)"),
+        (cfg.strategy != "egg" or loihi, "strategy egg updates integer weights; add --neuron loihi --weight-bits 8"),
+        (not loihi or cfg.strategy != "openes",
+         "--neuron loihi takes low-rank noise; use --strategy eggroll or egg (or bptt), not openes"),
+        (not cfg.ptq or (loihi and cfg.strategy == "bptt"),
+         "ptq (post-training quantisation) applies to --neuron loihi --strategy bptt only; drop --ptq"),
+        (math.isfinite(cfg.egg_z) and cfg.egg_z > 0, f"egg_z={cfg.egg_z} must be > 0; try --egg-z 2"),
+    ]
+
+
 def distributed_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """Settings of Ray workers (--workers, --threads-per-worker, --gpus-per-worker, --worker-timeout)."""
     return [
@@ -171,4 +198,4 @@ def parse_widths(text: str) -> list[int]:
 
 # Settings that define the network and the experiment: a checkpoint can resume only if they match.
 ARCHITECTURE_KEYS = ("dataset", "time_bins", "pool", "model", "hidden", "beta", "threshold", "reset", "readout",
-                     "strategy", "rank", "population", "seed", "optimizer")
+                     "strategy", "rank", "population", "seed", "optimizer", "neuron", "weight_bits", "ptq")

@@ -20,7 +20,8 @@ from spikeroll.model import LayerNoise
 from spikeroll.noise import pair_normals
 
 SHAPINGS = ("centered_ranks", "zscore", "none")
-STRATEGIES = ("eggroll", "openes", "bptt")  # bptt: surrogate-gradient baseline (spikeroll.bptt)
+# bptt: surrogate-gradient baseline (spikeroll.bptt); egg: integer ±1 updates (spikeroll.egg)
+STRATEGIES = ("eggroll", "openes", "bptt", "egg")
 
 
 def check_rank(rank: int, matrix_shapes=None, option: str = "--rank") -> None:

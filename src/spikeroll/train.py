@@ -61,6 +61,12 @@ def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> Sp
         from spikeroll.modules.net import ModuleNet
 
         return ModuleNet.from_config(cfg, in_features, classes, device)
+    if cfg.neuron == "loihi":  # integer network with Loihi's arithmetic, see spikeroll.integer
+        from spikeroll.integer import IntegerNet
+
+        return IntegerNet([in_features, *cfg.hidden, classes], cfg.weight_bits, beta=cfg.beta,
+                          readout=cfg.readout, init_gain=cfg.init_gain, seed=cfg.seed, device=device, pool=cfg.pool,
+                          ptq=cfg.ptq, frozen_steps=cfg.strategy == "egg")
     return SpikingNet([in_features, *cfg.hidden, classes], beta=cfg.beta, threshold=cfg.threshold,
                       reset=cfg.reset, readout=cfg.readout, init_gain=cfg.init_gain, seed=cfg.seed,
                       device=device, pool=cfg.pool)
@@ -110,7 +116,8 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         saved = state["config"]
-        mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k) != getattr(self.cfg, k)]
+        defaults = TrainConfig()  # a key that an older checkpoint lacks had its default value
+        mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k, getattr(defaults, k)) != getattr(self.cfg, k)]
         if mismatched:
             pairs = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(self.cfg, k)!r}" for k in mismatched)
             raise SpikerollError(f"checkpoint in {self.out} comes from an incompatible config ({pairs}); "

@@ -1,0 +1,97 @@
+"""Integer-native ES updates in the style of EGG (`--strategy egg`, integer networks only).
+
+EGG (the int8 training of the EGGROLL paper, ESHyperscale/nano-egg run.py `_simple_lora_update`)
+keeps no float parameters and no optimiser state:
+- each antithetic pair's result is reduced to a sign, s_k = sign(w_2k − w_2k+1) of the shaped
+  fitness (the shaping of `spikeroll.strategies`, shared with every other estimator);
+- per weight matrix, Z = Σ_k s_k·A8_k·B8_kᵀ in integers, with the int8 noise A8 = round(16·A),
+  B8 = round(16·B) the population was evaluated with (`spikeroll.integer`: same counters, same
+  rounding);
+- a weight moves by exactly ±1 (sign of Z) where |Z| passes a z-test: under random signs Z has
+  standard deviation √(n·r)·E[A8²]^½·E[B8²]^½ ≈ √(n·r)·256 (n pairs with a nonzero sign), so the
+  threshold is ceil(z·√(n·r)·256), z = `egg_z` (nano-egg uses the same CLT constant);
+- weights are clipped to the B-bit range. Biases take the same test on their full-rank int8 noise
+  (standard deviation √n·16) and move by one weight step 2^k.
+The per-layer steps 2^k are frozen when the network is built (`IntegerNet(frozen_steps=True)`), so
+±1 is always the same size; the latent parameters hold exactly q·2^k (·pool² for the first layer),
+which is how checkpoints store the integers and why resume is bit-exact. The estimator writes the
+parameters itself and leaves every p.grad None, so the Trainer's optimiser step does nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from spikeroll import loihi, quant
+from spikeroll.integer import NOISE_FIXED, THRESHOLD_V, IntegerNet
+from spikeroll.schedules import sigma_at
+from spikeroll.strategies import shape_fitness
+
+BIAS_LIMIT = ((1 << (quant.BIAS_MANT_BITS - 1)) - 1) * 2**quant.BIAS_EXP_MAX / THRESHOLD_V  # ≈ 0.5 θ
+
+
+def int8_noise(x: torch.Tensor) -> torch.Tensor:
+    """The int8 noise of a standard normal tensor, as the integer forward applies it."""
+    return torch.clamp(torch.round(x * 2**NOISE_FIXED), -127, 127).to(torch.int32)
+
+
+class EGGEstimator:
+    def __init__(self, strategy, evaluator, cfg, net: IntegerNet):
+        self.strategy, self.evaluator, self.cfg, self.net = strategy, evaluator, cfg, net
+        self.qmin, self.qmax = quant.q_range(net.bits)
+
+    def _threshold(self, nonzero: int, rank: int, unit: float) -> int:
+        return math.ceil(self.cfg.egg_z * math.sqrt(max(nonzero, 1) * rank) * unit)
+
+    @torch.no_grad()
+    def estimate(self, generation: int, frames: torch.Tensor, labels: torch.Tensor) -> dict:
+        sigma = sigma_at(self.cfg, generation)
+        fitness, acc = self.evaluator.population_fitness(generation, sigma, frames, labels)
+        shaped = shape_fitness(fitness, self.cfg.shaping)
+        signs = torch.sign(shaped[0::2] - shaped[1::2]).to(torch.int32)  # (P,)
+        nonzero = int(signs.abs().sum())
+        layers = self.net.layers()
+        params = list(self.net.params.values())
+        z = [torch.zeros(p.shape, dtype=torch.int64) for p in params]
+        chunk = self.evaluator.unit_pairs(len(labels))
+        for start in range(0, self.strategy.pairs, chunk):
+            pairs = range(start, min(start + chunk, self.strategy.pairs))
+            s = signs[pairs.start:pairs.stop]
+            for i, noise in enumerate(self.strategy.raw_noise(generation, pairs)):
+                if len(noise) == 2:  # Z += Σ_k s_k·A8_k·B8_kᵀ: one integer (m × P·r)(P·r × n) product
+                    a8 = int8_noise(noise[0]) * s[:, None, None]
+                    b8 = int8_noise(noise[1])
+                    P, m, r = a8.shape
+                    z[i] += torch.from_numpy(loihi.sparse_matmul(
+                        a8.permute(1, 0, 2).reshape(m, P * r).contiguous().numpy(),
+                        b8.permute(0, 2, 1).reshape(P * r, -1).contiguous().numpy()))
+                else:
+                    z[i] += (int8_noise(noise[0]) * s.view(-1, *[1] * (noise[0].dim() - 1))).sum(0)
+        moved = 0
+        rank = self.strategy.rank
+        for i, layer in enumerate(layers):
+            scale = 2.0 ** layer["k"] * (self.net.pool**2 if i == 0 else 1)  # latent units of one step
+            weight, bias = params[2 * i], params[2 * i + 1]
+            step = self._step(z[2 * i], self._threshold(nonzero, rank, 2.0 ** (2 * NOISE_FIXED)))
+            q = torch.clamp(layer["q"].to(torch.int64) + step, self.qmin, self.qmax)
+            weight.copy_((q.double() * scale).to(weight.dtype))
+            bstep = self._step(z[2 * i + 1], self._threshold(nonzero, 1, 2.0**NOISE_FIXED))
+            bias.copy_(torch.clamp(bias.double() + bstep.double() * 2.0 ** layer["k"], -BIAS_LIMIT, BIAS_LIMIT)
+                       .to(bias.dtype))
+            moved += int(step.abs().sum()) + int(bstep.abs().sum())
+            weight.grad = bias.grad = None
+        finite = fitness[torch.isfinite(fitness)]
+        return {"fitness_mean": float(finite.mean()) if len(finite) else None,
+                "fitness_max": float(finite.max()) if len(finite) else None,
+                "train_batch_accuracy": float(acc.mean()), "sigma": sigma, "moved": moved}
+
+    @staticmethod
+    def _step(z: torch.Tensor, threshold: int) -> torch.Tensor:
+        """±1 where |Z| >= threshold (integers), else 0."""
+        return torch.where(z.abs() >= threshold, torch.sign(z), torch.zeros_like(z))
+
+    def describe(self) -> dict:
+        return {"strategy": "egg", "rank": self.strategy.rank, "population": self.strategy.population}
+

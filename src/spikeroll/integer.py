@@ -1,0 +1,385 @@
+"""Integer spiking networks with Loihi's arithmetic (`--neuron loihi --weight-bits 8|4|2`).
+
+The network holds float *latent* parameters, laid out exactly like `SpikingNet.params`
+(layer{i}.weight, layer{i}.bias, in threshold units), so that the ES strategies, optimisers and
+checkpoints work on it unchanged. Every forward pass first turns them into the chip's integers
+(`layers()`): weights q of B bits with a per-layer power-of-two step 2^k (`spikeroll.quant`), a
+weight exponent, 13-bit bias mantissas, the 12-bit decay dv; and then runs Loihi's integer dynamics
+(`spikeroll.loihi`): int64 arithmetic throughout, never a float imitation of it.
+
+Units: the threshold is vth = 2^14 (`VTH`), so a voltage spikes above vth << 6 = 2^20 and saturates
+at ±(2^23 − 1), about ±8 thresholds. A weight step 2^k (threshold units) is the weight exponent
+e = k + 14: q·s contributes (q·s << e) << 6 = q·s·2^k thresholds. Biases are in voltage units,
+round(b·2^20) = bias_mant << bias_exp.
+
+Input: the frames' event counts (uint8), sum-pooled over pool × pool pixels when pool > 1, enter
+the first dense layer as integer graded spikes (Lava's Dense with num_message_bits > 0 computes
+W·s for integer s). The latent first-layer weights keep the float network's meaning (they act on
+*averaged* pools), so they are divided by pool² before they are quantised.
+
+Time: each dense layer delays its output by one step, so the network runs T + L steps (L dense
+layers) with zero input after the T frames, enough for the last frame to reach the readout.
+Readout: `membrane` is a non-spiking Loihi neuron whose voltage, summed over the steps and divided
+by T·2^20, is the logit (the float network's time-averaged membrane, in thresholds); `spikes` is
+the spike count of a spiking output layer. Reset is always to zero (Loihi's), whatever `reset` says.
+
+Population forward (ES): member m = 2k + j of pair k runs the mean network's integers plus an
+integer rank-r correction, as in EGG (nano-egg's `do_mm`): B8 = round(16·B) clipped to int8, and
+A·σ/√r (the strategy's scaled factor) in weight steps as fixed point with 8 fractional bits (afx).
+The member's dense accumulation is W·s + (−1)^j·(((s·B8)·afxᵀ) >> 12): the shared W·s is computed
+once and each member adds only its correction, so no member weight matrix is ever formed.
+
+Autograd (the BPTT baselines): `logits` runs a float *shadow* of the same network (same delays,
+decay, zero reset, saturation, strict threshold with the surrogate derivative), with weights
+fake-quantised straight through (QAT) or left float (`ptq=True`: post-training quantisation, the
+integer network is then evaluated). Evaluation always runs the integer network.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from spikeroll import loihi, quant
+from spikeroll.errors import SpikerollError
+from spikeroll.model import READOUTS, FastSigmoidSpike, LayerNoise
+
+VTH = 1 << 14
+THRESHOLD_V = VTH << loihi.ACT_SHIFT  # 2^20: one threshold in voltage units
+DU_NO_FILTER = 4095  # u holds one step's input only: the float network has no current filter
+NOISE_FIXED = 4  # B8 = round(B·2^4), as nano-egg's int8 noise
+AFX_FIXED = 8  # fractional bits of the correction's A factor
+INT8_MAX = 127
+
+
+class IntegerNet:
+    """`sizes[0] -> ... -> sizes[-1]` Loihi LIF layers with B-bit weights; the last is the readout.
+
+    Offers what the Trainer and evaluators use of `SpikingNet`: params, sizes, device, logits,
+    population_logits, load_parameters, num_parameters, spike_trains.
+    """
+
+    def __init__(self, sizes, weight_bits: int, beta: float = 0.9, readout: str = "membrane",
+                 init_gain: float = 1.0, seed: int = 0, device="cpu", pool: int = 1, ptq: bool = False,
+                 frozen_steps: bool = False):
+        quant.check_bits(weight_bits)
+        loihi.require_kernel()
+        if torch.device(device).type != "cpu":
+            raise SpikerollError("--neuron loihi runs its integer kernel on the CPU; use --device cpu")
+        if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+            raise SpikerollError(f"layer sizes {sizes} are invalid; give at least one positive width")
+        if readout not in READOUTS:
+            raise SpikerollError(f"unknown readout {readout!r}; choose one of {', '.join(READOUTS)}")
+        self.sizes, self.bits, self.beta, self.readout = [int(s) for s in sizes], int(weight_bits), beta, readout
+        self.pool, self.ptq = int(pool), ptq
+        self.dv = quant.decay_from_beta(beta)
+        gen = torch.Generator().manual_seed(seed)
+        self.params: dict[str, torch.Tensor] = {}
+        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            bound = init_gain / math.sqrt(n_in)  # as SpikingNet: same draws for the same seed
+            self.params[f"layer{i}.weight"] = (torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound
+            self.params[f"layer{i}.bias"] = torch.zeros(n_out)
+        # The integer-native (EGG) estimator moves integers by ±1 at a fixed step: the steps are
+        # then fixed at construction (a pure function of the seed, so resume rebuilds them).
+        self.frozen = [self._step(i, w) for i, w in enumerate(self.weights())] if frozen_steps else None
+        self.use_kernel = True
+
+    # the Trainer's interface -----------------------------------------------------------------------
+    def load_parameters(self, values) -> None:
+        for p, value in zip(self.params.values(), values):
+            p.copy_(value.to(p.device))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def weights(self) -> list[torch.Tensor]:
+        """Latent weights per layer in the units of the integer input (first layer ÷ pool²)."""
+        values = list(self.params.values())
+        return [w / self.pool**2 if i == 0 else w for i, w in enumerate(values[0::2])]
+
+    def _step(self, i: int, w: torch.Tensor) -> int:
+        return self.frozen[i] if getattr(self, "frozen", None) else quant.step_exponent(w, self.bits)
+
+    # integers ---------------------------------------------------------------------------------------
+    def layers(self) -> list[dict]:
+        """The chip's integers of every layer: q (out, in) int32, step exponent k (weights are q·2^k
+        thresholds), weight_exp = k + 14, bias_mant/bias_exp, and the neuron's du, dv, vth."""
+        out = []
+        biases = list(self.params.values())[1::2]
+        for i, (w, b) in enumerate(zip(self.weights(), biases)):
+            k = self._step(i, w)
+            bias_v = b.detach().double() * THRESHOLD_V
+            bexp = quant.bias_exponent(bias_v)
+            out.append({"q": quant.quantise(w, k, self.bits), "k": k, "weight_exp": k + 14,
+                        "bias_mant": quant.quantise_bias(bias_v, bexp), "bias_exp": bexp,
+                        "du": DU_NO_FILTER, "dv": self.dv, "vth": VTH})
+        return out
+
+    def integer_inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, ...) of event counts -> (T, B, features) int32, sum-pooled when pool > 1."""
+        x = frames.detach()
+        if x.is_floating_point() and not bool((x == x.round()).all()):
+            raise SpikerollError("--neuron loihi needs integer event counts as input (uint8 frames); "
+                                 "the frames given hold fractional values")
+        if self.pool > 1:
+            if x.dim() != 5:
+                raise SpikerollError(f"pool={self.pool} needs frames shaped (B, T, channels, height, width), "
+                                     f"got {tuple(x.shape)}; use --pool 1")
+            B, T, C, H, W = x.shape
+            x = torch.nn.functional.avg_pool2d(x.reshape(B * T, C, H, W).double(), self.pool, ceil_mode=True,
+                                               divisor_override=1)  # sums of small integers: exact
+            x = x.view(B, T, -1)
+        return x.flatten(2).transpose(0, 1).round().to(torch.int32).contiguous()
+
+    def _layer_noise(self, noise: LayerNoise, layer: dict, scale: float):
+        """Integer noise of one layer: B8 (P, in, r) int64, afx (P, out, r) int64."""
+        if noise.weight_full is not None:
+            raise SpikerollError("--neuron loihi supports low-rank noise only; use --strategy eggroll or egg "
+                                 "(or bptt), not openes")
+        b8 = torch.clamp(torch.round(noise.weight_b * 2**NOISE_FIXED), -INT8_MAX, INT8_MAX).to(torch.int64)
+        afx = torch.round(noise.weight_a.double() * scale * 2.0 ** (AFX_FIXED - layer["k"])).to(torch.int64)
+        return b8, afx
+
+    def _member_bias(self, i: int, layer: dict, noise: LayerNoise | None, members: int) -> torch.Tensor:
+        """Bias of every member in voltage units (M, out) int64: mean bias ± σ·e, each quantised."""
+        b = list(self.params.values())[2 * i + 1].detach().double()
+        if noise is None or noise.bias is None:
+            mant = layer["bias_mant"].expand(members, -1)
+        else:
+            e = noise.bias.double()
+            both = torch.stack([b + e, b - e], 1).reshape(members, -1)  # member 2k: +, 2k+1: −
+            mant = quant.quantise_bias(both * THRESHOLD_V, layer["bias_exp"])
+        return (mant << layer["bias_exp"]).to(torch.int32).contiguous()
+
+    def _forward_int(self, x: torch.Tensor, noise: list[LayerNoise] | None, record: list | None = None,
+                     layers: list[dict] | None = None, first: np.ndarray | None = None):
+        """x (T, B, n) int32 -> (M, B, classes) int64 (summed readout voltage, or spike counts).
+        `layers` and `first` (the shared first-layer accumulation, `_first_base`) may be passed in
+        when many pair chunks share them."""
+        layers = layers or self.layers()
+        T, B, n = x.shape
+        L = len(layers)
+        S = T + L
+        P = 0 if noise is None else noise[0].pairs
+        M = 1 if noise is None else 2 * P
+        base_np = self._first_base(x, layers) if first is None else first
+        xb, afx = loihi.EMPTY_I64_4, loihi.EMPTY_I64_3
+        if noise is not None:
+            b8, afx_t = self._layer_noise(noise[0], layers[0], 1.0 / self.pool**2)
+            r = b8.shape[2]
+            xb = np.zeros((P, S, r, B), np.int64)
+            flat = loihi.sparse_matmul(x.reshape(T * B, n).numpy(),
+                                       b8.to(torch.int32).permute(1, 0, 2).reshape(n, P * r).numpy())
+            xb[:, :T] = flat.reshape(T, B, P, r).transpose(2, 0, 3, 1)
+            afx = afx_t.numpy()
+        per_member = False
+        for i, layer in enumerate(layers):
+            last = i == L - 1
+            H = layer["q"].shape[0]
+            bias = self._member_bias(i, layer, None if noise is None else noise[i], M).numpy()
+            spiking = not last or self.readout == "spikes"
+            qt_next, b_next, afx_next = loihi.EMPTY_I64_2, loihi.EMPTY_I64_3, loihi.EMPTY_I64_3
+            raw_next = xb_next = loihi.EMPTY_I64_4
+            if not last:
+                nxt = layers[i + 1]
+                qt_next = nxt["q"].t().contiguous().to(torch.int64).numpy()
+                raw_next = np.zeros((M, S, nxt["q"].shape[0], B), np.int32)
+                if noise is not None:
+                    b8n, afx_t = self._layer_noise(noise[i + 1], nxt, 1.0)
+                    b_next, afx_next = b8n.numpy(), afx_t.numpy()
+                    xb_next = np.zeros((M, S, b8n.shape[2], B), np.int64)
+            out_sum = np.zeros((M, H, B), np.int64)
+            rec = [np.zeros((M, S, H, B), np.int64) for _ in range(3)] if record is not None \
+                else [loihi.EMPTY_I64_4] * 3
+            loihi.loihi_layer(base_np, xb, per_member, afx, NOISE_FIXED + AFX_FIXED, layer["weight_exp"],
+                              bias, layer["du"], layer["dv"], layer["vth"], spiking, qt_next, b_next,
+                              raw_next, xb_next, out_sum, *rec)
+            if record is not None:
+                record.append({key: torch.from_numpy(value).transpose(2, 3)  # (M, S, B, H)
+                               for key, value in zip(("u", "v", "spikes"), rec)})
+            if last:
+                return torch.from_numpy(out_sum).transpose(1, 2)  # (M, B, classes)
+            base_np, per_member, xb, afx = raw_next, True, xb_next, afx_next
+
+    def _first_base(self, x: torch.Tensor, layers: list[dict]) -> np.ndarray:
+        """The first layer's shared accumulation x·qᵀ at each of the T + L steps: (1, S, H, B) int32."""
+        T, B, n = x.shape
+        q0 = layers[0]["q"]
+        acc = loihi.sparse_matmul(x.reshape(T * B, n).numpy(), q0.t().contiguous().numpy())
+        if acc.size and np.abs(acc).max() >= 2**31:
+            raise SpikerollError("the first layer's input sum overflows 32 bits (event counts too large for "
+                                 "the chip's accumulator); bin fewer events per frame or use --pool 1")
+        base = np.zeros((1, T + len(layers), q0.shape[0], B), np.int32)
+        base[0, :T] = acc.reshape(T, B, -1).transpose(0, 2, 1)
+        return base
+
+    def _to_logits(self, out: torch.Tensor, T: int) -> torch.Tensor:
+        """Integer readout -> float logits: summed voltage in thresholds per frame, or spike counts."""
+        if self.readout == "spikes":
+            return out.float()
+        return (out.double() / (T * THRESHOLD_V)).float()
+
+    # forwards --------------------------------------------------------------------------------------
+    def _autograd(self) -> bool:
+        return torch.is_grad_enabled() and any(p.requires_grad for p in self.params.values())
+
+    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """The mean network: frames (B, T, ...) -> logits (B, classes); the integer network, except
+        under autograd (BPTT baselines), where the float shadow runs."""
+        if self._autograd():
+            return self.shadow_logits(frames)
+        x = self.integer_inputs(frames)
+        return self._to_logits(self._forward_int(x, None), x.shape[0])[0]
+
+    def population_logits(self, frames, noise=None, pairs: int | None = None, chunk_pairs: int | None = None):
+        """As `SpikingNet.population_logits`: logits (N, B, classes) of every member, evaluated in
+        chunks of pairs (the integer kernel's per-member buffers bound the chunk further)."""
+        x = self.integer_inputs(frames)
+        if not callable(noise):
+            return self._to_logits(self._forward_int(x, noise), x.shape[0])
+        T, B, _ = x.shape
+        layers = self.layers()  # quantised once for all chunks
+        first = self._first_base(x, layers)
+        # live int64 buffers of one pair: the next layers' accumulations and x·B8 of both members
+        per_pair = 2 * (T + len(self.sizes)) * B * (max(self.sizes[2:] + [1]) + 4) * 8
+        chunk = max(1, min(chunk_pairs or pairs, (64 << 20) // per_pair))
+        return torch.cat([self._to_logits(self._forward_int(x, noise(range(s, min(s + chunk, pairs))), None,
+                                                            layers, first), T)
+                          for s in range(0, pairs, chunk)])
+
+    def trace(self, frames: torch.Tensor, noise: list[LayerNoise] | None = None) -> list[dict]:
+        """u, v and spikes of every layer at every step (M, S, B, H) int64: the values the tests
+        check against an independent reference."""
+        record: list = []
+        self._forward_int(self.integer_inputs(frames), noise, record)
+        return record
+
+    def spike_trains(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        return [layer["spikes"][0].float() for layer in self.trace(frames)[:-1]]
+
+    def shadow_logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """Differentiable float stand-in of the integer network, in threshold units (BPTT only)."""
+        h = self.integer_inputs(frames).float()  # (T, B, n)
+        T = h.shape[0]
+        L = len(self.sizes) - 1
+        h = torch.cat([h, h.new_zeros(L, *h.shape[1:])])  # T + L steps
+        beta = 1.0 - self.dv / 4096
+        vmax = (loihi.UV_MAX - 1) / THRESHOLD_V
+        values = list(self.params.values())
+        for i, (w, b) in enumerate(zip(self.weights(), values[1::2])):
+            if not self.ptq:
+                w = quant.fake_quantise(w, self._step(i, w), self.bits)
+            current = torch.matmul(h, w.t())
+            current = torch.cat([current.new_zeros(1, *current.shape[1:]), current[:-1]])  # one-step delay
+            v, out = torch.zeros_like(current[0]), []
+            last = i == L - 1
+            for t in range(current.shape[0]):
+                v = torch.clamp(beta * v + current[t] + b, -vmax, vmax)
+                if last and self.readout == "membrane":
+                    out.append(v)
+                    continue
+                s = FastSigmoidSpike.apply(v - 1.0)
+                v = v * (1.0 - s)
+                out.append(s)
+            h = torch.stack(out)
+        return h.sum(0) / T if self.readout == "membrane" else h.sum(0)
+
+
+# export -------------------------------------------------------------------------------------------
+EXPORT_FORMAT = "spikeroll-loihi/1"
+
+
+def integer_export(net) -> dict:
+    """Everything that defines an integer network, as plain integers and numpy arrays.
+
+    The one description both exporters read: `loihi_parameters` (a dictionary a Lava user can
+    load) and the NIR exporter of integer networks (spikeroll.interop.nir), which stores the integer
+    weights exactly with these conventions in its metadata. Per layer: q (out, in) int32, the
+    weight step exponent k (a weight is q·2^k thresholds), weight_exp = k + 14, bias_mant (out,)
+    int64 and bias_exp, du, dv, vth.
+    """
+    if not isinstance(net, IntegerNet):
+        raise SpikerollError("only integer networks export Loihi parameters; train with --neuron loihi "
+                             "--weight-bits 8 (a float network has no integer weights to export)")
+    return {
+        "format": EXPORT_FORMAT, "weight_bits": net.bits, "readout": net.readout, "pool": net.pool,
+        "sizes": list(net.sizes),
+        "layers": [{**{k: v for k, v in layer.items() if k not in ("q", "bias_mant")},
+                    "q": layer["q"].numpy().astype(np.int32), "bias_mant": layer["bias_mant"].numpy().astype(np.int64)}
+                   for layer in net.layers()],
+        "conventions": {
+            "threshold": "spike where v > vth << 6, then v = 0 (Lava PyLifModelBitAcc)",
+            "weights": "a dense layer sends (q·s) << weight_exp (>> -weight_exp when negative, flooring) "
+                       "one step later; q·2^k thresholds per event",
+            "bias": "bias_mant << bias_exp, added to v every step",
+            "decay": "u, v <- sgn(x)·(|x|·(4096 − d) >> 12); du counts ds_offset = 1, so du = 4095 clears u",
+            "state": "u, v 24-bit; v clipped to ±(2^23 − 1); u wrapped once into 24 bits as Lava does",
+            "input": "event counts per time bin (sum-pooled over pool × pool pixels) as graded spikes",
+            "time": "T + L steps per sample (L dense layers), zero input after the T frames",
+            "readout": "membrane: logits = Σ_t v_t / (T·2^20) of a non-spiking output layer; "
+                       "spikes: output spike counts",
+        },
+    }
+
+
+def loihi_parameters(net) -> dict:
+    """Lava-loadable parameters per layer: Dense(weights=..., weight_exp=..., num_weight_bits=...,
+    num_message_bits=...) and LIF(du=..., dv=..., vth=..., bias_mant=..., bias_exp=...).
+
+    Lava's bit-accurate Dense clips weights to 8 bits plus sign and, for mixed-sign matrices,
+    truncates num_truncate_bits = 9 − num_weight_bits low bits (lava src/lava/utils/weightutils.py
+    `truncate_weights`, `clip_weights`). So q is handed over as q << (9 − B) with weight_exp lowered
+    by the same amount: Lava's accumulation 2^(9−B)·(q·s) shifted by weight_exp − (9 − B) is exactly
+    (q·s) shifted by weight_exp, for either sign of the exponent.
+    """
+    spec = integer_export(net)
+    bits, layers = spec["weight_bits"], []
+    shift = 9 - bits
+    for i, layer in enumerate(spec["layers"]):
+        last = i == len(spec["layers"]) - 1
+        layers.append({
+            "dense": {"weights": (layer["q"].astype(np.int64) << shift).tolist(),
+                      "weight_exp": layer["weight_exp"] - shift, "num_weight_bits": bits, "sign_mode": "mixed",
+                      "num_message_bits": 8 if i == 0 else 0},
+            "lif": {"du": layer["du"], "dv": layer["dv"], "bias_mant": layer["bias_mant"].tolist(),
+                    "bias_exp": layer["bias_exp"],
+                    # a non-spiking readout: the largest 17-bit vth (v can exceed it only at saturation)
+                    "vth": (1 << 17) - 1 if last and spec["readout"] == "membrane" else layer["vth"]},
+            "q": layer["q"].tolist(), "k": layer["k"],
+        })
+    return {"format": spec["format"], "weight_bits": bits, "readout": spec["readout"], "pool": spec["pool"],
+            "sizes": spec["sizes"], "layers": layers, "conventions": spec["conventions"]}
+
+
+def export_loihi(net, path) -> None:
+    """Write `loihi_parameters(net)` to path: .json (lists), or .npz (one array per value, the
+    conventions as a JSON string under "meta")."""
+    import json
+    from pathlib import Path
+
+    from spikeroll.checkpoint import save_json
+
+    path = Path(path)
+    if path.suffix not in (".json", ".npz"):
+        raise SpikerollError(f"cannot write Loihi parameters to {path.name}: choose a .json or .npz file name")
+    params = loihi_parameters(net)
+    if path.suffix == ".json":
+        save_json(path, params)
+        return
+    arrays = {}
+    for i, layer in enumerate(params["layers"]):
+        for group in ("dense", "lif"):
+            for key, value in layer[group].items():
+                if not isinstance(value, str):
+                    arrays[f"layer{i}.{group}.{key}"] = np.asarray(value)
+        arrays[f"layer{i}.q"] = np.asarray(layer["q"], np.int32)
+        arrays[f"layer{i}.k"] = np.asarray(layer["k"])
+    meta = {k: v for k, v in params.items() if k != "layers"}
+    np.savez(path, meta=np.asarray(json.dumps(meta)), **arrays)
