@@ -1,7 +1,6 @@
 """`spikeroll bench`: the JSON it documents, and one-line errors for bad arguments. No timing checks."""
 
 import json
-
 import os
 
 import pytest

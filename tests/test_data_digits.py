@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from spikeroll.data import DATASETS, BinOpts, bin_batch, bin_events, denoise_mask, load_dataset, make_events
-from spikeroll.data import cache
+from spikeroll.data import DATASETS, BinOpts, bin_batch, bin_events, cache, denoise_mask, load_dataset, make_events
 from spikeroll.data.saccade import simulate_concat, simulate_saccades
 from spikeroll.data.splits import cached_splits, stratified_split
 from spikeroll.errors import SpikerollError
@@ -28,7 +27,8 @@ def tiny_recordings():
 def brute_denoise(ev, dt=5000):
     keep = []
     for i in range(len(ev)):
-        keep.append(any(j != i and abs(int(ev["x"][j]) - int(ev["x"][i])) <= 1 and abs(int(ev["y"][j]) - int(ev["y"][i])) <= 1
+        keep.append(any(j != i and abs(int(ev["x"][j]) - int(ev["x"][i])) <= 1
+                        and abs(int(ev["y"][j]) - int(ev["y"][i])) <= 1
                         and 0 <= ev["t"][i] - ev["t"][j] <= dt for j in range(len(ev))))
     return np.array(keep, bool)
 
@@ -186,8 +186,9 @@ def test_digits_cached_and_deterministic(digits, tmp_path):
     for a, b in ((digits.train, again.train), (digits.test, again.test)):
         assert torch.equal(a.frames, b.frames) and torch.equal(a.labels, b.labels)
     # every binning option is part of the cache key
-    keys = {cache.cache_path("digits", {"bin": o.key()}, cdir) for o in
-            (BinOpts(), BinOpts(binary=False), BinOpts(denoise=True), BinOpts(first_saccade=True), BinOpts(time_bins=11))}
+    options = (BinOpts(), BinOpts(binary=False), BinOpts(denoise=True), BinOpts(first_saccade=True),
+               BinOpts(time_bins=11))
+    keys = {cache.cache_path("digits", {"bin": o.key()}, cdir) for o in options}
     assert len(keys) == 5
 
 

@@ -82,7 +82,8 @@ def test_nmnist_sim_dataset(tmp_path):
     imgs, labels = digit_like(40)
     write_idx(tmp_path / "x-images-idx3-ubyte.gz", imgs, 2051, True)
     write_idx(tmp_path / "x-labels-idx1-ubyte.gz", labels, 2049, True)
-    kw = dict(images=str(tmp_path / "x-images-idx3-ubyte.gz"), cache_dir=tmp_path / "c", progress=False, val_fraction=0.25)
+    kw = dict(images=str(tmp_path / "x-images-idx3-ubyte.gz"), cache_dir=tmp_path / "c", progress=False,
+              val_fraction=0.25)
     sp = load_dataset("nmnist-sim", **kw)
     assert len(sp.train) + len(sp.val) == 36 and 8 <= len(sp.val) <= 10 and len(sp.test) == 4
     assert sp.test.labels.tolist() == labels[36:].tolist()

@@ -5,10 +5,10 @@ import os
 import sys
 import time
 
-import isolate_children as kids
-
 import spikeroll.errors
 from spikeroll.isolate import Outcome, run_isolated
+
+import isolate_children as kids
 
 
 def test_value_comes_back_from_a_child_that_imports_the_parents_spikeroll(monkeypatch):

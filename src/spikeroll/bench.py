@@ -68,7 +68,7 @@ class BenchConfig:
     def sizes(self) -> list[int]:
         return [self.input, *self.hidden, CLASSES]
 
-    def validate(self) -> "BenchConfig":
+    def validate(self) -> BenchConfig:
         checks = [
             (self.population >= 2 and self.population % 2 == 0,
              f"population={self.population} must be an even number >= 2 (members come in antithetic pairs); "
@@ -201,7 +201,7 @@ class _PeakMeter:
         return max(0, max_rss_bytes() - self.baseline)
 
 
-def _timed(work, cfg: BenchConfig, device, meter: "_PeakMeter") -> list[float]:
+def _timed(work, cfg: BenchConfig, device, meter: _PeakMeter) -> list[float]:
     """Warm up, then start the memory meter and time each repeat."""
     import torch
 

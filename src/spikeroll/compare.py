@@ -298,7 +298,8 @@ def _markdown(base: TrainConfig, table: str, budget_seconds, generations, bptt_l
         "# spikeroll compare\n\n"
         f"Dataset `{base.dataset}`, {base.time_bins} time bins, pool {base.pool}; network hidden {base.hidden}, "
         f"β={base.beta}, θ={base.threshold}, reset {base.reset}, readout {base.readout}; batch {base.batch_size}, "
-        f"weight decay {base.weight_decay}, augment shift {base.augment_shift}, seed {base.seed}, device {base.device}. "
+        f"weight decay {base.weight_decay}, augment shift {base.augment_shift}, seed {base.seed}, "
+        f"device {base.device}. "
         f"ES: population {base.population}, σ={base.sigma}{sigma_end}, lr={base.lr} ({base.lr_schedule}), "
         f"{base.optimizer}. BPTT: fast-sigmoid surrogate, lr={bptt_lr}, {base.optimizer}. Budget: {budget}.\n\n"
         + table +

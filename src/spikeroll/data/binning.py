@@ -33,7 +33,8 @@ class BinOpts:
         if self.window_us is None and self.time_bins < 1:
             raise SpikerollError(f"time_bins must be >= 1, got {self.time_bins}; pass a positive number of bins")
         if self.window_us is not None and self.window_us <= 0:
-            raise SpikerollError(f"window_us must be > 0, got {self.window_us}; pass a positive bin width in microseconds")
+            raise SpikerollError(f"window_us must be > 0, got {self.window_us}; "
+                                 "pass a positive bin width in microseconds")
 
     def key(self) -> dict:
         return asdict(self)

@@ -11,8 +11,8 @@ import json
 import os
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

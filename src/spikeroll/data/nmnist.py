@@ -36,7 +36,8 @@ class Problems:
 
     def add(self, path, reason: str) -> None:
         if self.strict:
-            raise SpikerollError(f"bad N-MNIST file {path}: {reason}; fix or remove it, or run without --strict to skip it")
+            raise SpikerollError(f"bad N-MNIST file {path}: {reason}; fix or remove it, "
+                                 "or run without --strict to skip it")
         self.items.append(f"{path}: {reason}")
         if len(self.items) <= _MAX_NAMED:
             warnings.warn(f"skipping {path}: {reason} (skipped so far: {len(self.items)})", stacklevel=2)
@@ -75,7 +76,8 @@ def _download(root: Path) -> None:
     except OSError as e:  # URLError is an OSError: no network, DNS failure, refused connection
         raise SpikerollError(f"could not download N-MNIST into {root} (no network?): {e}") from None
     if not (root / "NMNIST" / "Train").is_dir():
-        raise SpikerollError(f"tonic finished but {root / 'NMNIST' / 'Train'} is missing; unpack Train/ and Test/ there")
+        raise SpikerollError(f"tonic finished but {root / 'NMNIST' / 'Train'} is missing; "
+                             "unpack Train/ and Test/ there")
 
 
 def scan_folder(split_dir: Path, problems: Problems | None = None) -> tuple[list[Path], np.ndarray]:

@@ -1,8 +1,8 @@
 """Split / Splits containers, deterministic splitting, and the cached-build helper."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
