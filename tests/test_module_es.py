@@ -310,3 +310,26 @@ def test_other_bad_inputs_have_one_line_errors():
     es = EGGROLL(nn.Linear(3, 2), population=4)
     with pytest.raises(SpikerollError, match="fitness has 3 entries"):
         es.backward(torch.zeros(3))
+
+
+def test_nested_modules_with_elementwise_parameters():
+    """An outer module's per-sample parameter stays swapped in while its submodule runs."""
+    torch.manual_seed(12)
+
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shift = nn.Parameter(torch.zeros(4))
+
+        def forward(self, x):
+            return x + self.shift
+
+    class Outer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gain, self.inner = nn.Parameter(torch.ones(4)), Inner()
+
+        def forward(self, x):
+            return self.inner(x) * self.gain  # gain is read after the inner module returned
+
+    assert_population_matches(nn.Sequential(nn.Linear(3, 4), Outer(), nn.Linear(4, 2)), torch.randn(5, 3))

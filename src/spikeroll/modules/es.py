@@ -117,7 +117,7 @@ class EGGROLL:
         handles = [m.register_forward_hook(self._layer_hook(ctx, name)) for name, m in self._layers]
         for name, m, own in self._owners:
             handles.append(m.register_forward_pre_hook(self._owner_pre_hook(ctx, name, own), with_kwargs=True))
-            handles.append(m.register_forward_hook(lambda *_, ctx=ctx: _restore(ctx)))
+            handles.append(m.register_forward_hook(lambda module, *_, ctx=ctx: _restore(ctx, module)))
         try:
             with torch.no_grad():
                 checks.reset_state(self.model)
@@ -220,10 +220,16 @@ class EGGROLL:
         self.generation, self.sigma = int(state["generation"]), float(state["sigma"])
 
 
-def _restore(ctx: _Pass) -> None:
-    while ctx.swapped:
-        module, key, p = ctx.swapped.pop()
-        module._parameters[key] = p
+def _restore(ctx: _Pass, only: nn.Module | None = None) -> None:
+    """Put the real parameters back: those of `only` when its call ends, else all (an outer
+    module's swapped values stay in place while its submodules run)."""
+    keep = []
+    for module, key, p in reversed(ctx.swapped):
+        if only is None or module is only:
+            module._parameters[key] = p
+        else:
+            keep.append((module, key, p))
+    ctx.swapped = keep[::-1]
 
 
 def _tree(fn, *values):
