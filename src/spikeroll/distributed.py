@@ -81,16 +81,13 @@ class Worker:
 
     def __init__(self, cfg_dict: dict, in_features: int, classes: int, threads: int, device: str):
         torch.set_num_threads(threads)
-        from spikeroll.evaluators import LocalEvaluator
-        from spikeroll.strategies import EvolutionStrategy
+        from spikeroll.estimators import local_evaluator
         from spikeroll.train import make_network
 
         self.cfg = cfg = TrainConfig.from_dict(cfg_dict)
         self.device = torch.device(device)
         self.net = make_network(cfg, in_features, classes, self.device)
-        strategy = EvolutionStrategy(self.net.params, cfg.population, None if cfg.strategy == "openes" else cfg.rank,
-                                     cfg.seed)
-        self.evaluator = LocalEvaluator(self.net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
+        self.evaluator = local_evaluator(cfg, self.net)  # the built-in network or a --model module
         self.train, self.data_source = None, None
         self.theta_key, self.batch = None, (None,)
 
@@ -143,6 +140,9 @@ class Worker:
             self.batch = (generation, frames.to(self.device), labels.to(self.device), batch_checksum(frames, labels))
         _, frames, labels, checksum = self.batch
         fitness, acc = self.evaluator.unit_fitness(generation, sigma, frames, labels, range(start, stop))
+        # the strategy keeps a generation's noise for its update, which a worker never computes:
+        # dropping it after each unit keeps a worker's memory independent of the population
+        self.evaluator.strategy._cache.clear()
         return fitness.numpy(), acc.numpy(), checksum
 
 
