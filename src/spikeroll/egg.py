@@ -9,18 +9,23 @@ keeps no float parameters and no optimiser state:
   rounding);
 - a weight moves by exactly ±1 (sign of Z) where |Z| passes a z-test: under random signs Z has
   standard deviation √(n·r)·E[A8²]^½·E[B8²]^½ ≈ √(n·r)·256 (n pairs with a nonzero sign), so the
-  threshold is ceil(z·√(n·r)·256), z = `egg_z` (nano-egg uses the same CLT constant);
+  threshold is ceil(z·√(n·r)·256) (nano-egg uses the same CLT constant);
+- z is annealed as nano-egg anneals it: the share of weights a random vote would move,
+  α = 2·(1 − Φ(z)), falls as 1/((1/α_end − 1)·g/G + 1) from 1 (z = 0: every weight follows the
+  sign of its vote) at the first generation to α_end at the last, where z = `egg_z`;
 - weights are clipped to the B-bit range. Biases take the same test on their full-rank int8 noise
   (standard deviation √n·16) and move by one weight step 2^k.
-The per-layer steps 2^k are frozen when the network is built (`IntegerNet(frozen_steps=True)`), so
-±1 is always the same size; the latent parameters hold exactly q·2^k (·pool² for the first layer),
-which is how checkpoints store the integers and why resume is bit-exact. The estimator writes the
+The per-layer steps 2^k are fixed when the network is built (`IntegerNet(frozen_step=lr)`): the
+power of two nearest the learning rate, so that a ±1 move is as large as the float estimator's Adam
+step (docs/integer.md says why). The latent parameters hold exactly q·2^k (·pool² for the first
+layer), which is how checkpoints store the integers and why resume is bit-exact. The estimator writes the
 parameters itself and leaves every p.grad None, so the Trainer's optimiser step does nothing.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 
@@ -42,8 +47,16 @@ class EGGEstimator:
         self.strategy, self.evaluator, self.cfg, self.net = strategy, evaluator, cfg, net
         self.qmin, self.qmax = quant.q_range(net.bits)
 
-    def _threshold(self, nonzero: int, rank: int, unit: float) -> int:
-        return math.ceil(self.cfg.egg_z * math.sqrt(max(nonzero, 1) * rank) * unit)
+    def z_at(self, generation: int) -> float:
+        """The z-threshold of a generation (see the module docstring)."""
+        normal = statistics.NormalDist()
+        alpha_end = 2 * (1 - normal.cdf(self.cfg.egg_z))
+        progress = min(generation / max(self.cfg.generations - 1, 1), 1.0)
+        alpha = 1 / ((1 / alpha_end - 1) * progress + 1)
+        return normal.inv_cdf(1 - alpha / 2) if alpha < 1 else 0.0
+
+    def _threshold(self, z: float, nonzero: int, rank: int, unit: float) -> int:
+        return math.ceil(z * math.sqrt(max(nonzero, 1) * rank) * unit)
 
     @torch.no_grad()
     def estimate(self, generation: int, frames: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -70,14 +83,14 @@ class EGGEstimator:
                 else:
                     z[i] += (int8_noise(noise[0]) * s.view(-1, *[1] * (noise[0].dim() - 1))).sum(0)
         moved = 0
-        rank = self.strategy.rank
+        rank, zg = self.strategy.rank, self.z_at(generation)
         for i, layer in enumerate(layers):
             scale = 2.0 ** layer["k"] * (self.net.pool**2 if i == 0 else 1)  # latent units of one step
             weight, bias = params[2 * i], params[2 * i + 1]
-            step = self._step(z[2 * i], self._threshold(nonzero, rank, 2.0 ** (2 * NOISE_FIXED)))
+            step = self._step(z[2 * i], self._threshold(zg, nonzero, rank, 2.0 ** (2 * NOISE_FIXED)))
             q = torch.clamp(layer["q"].to(torch.int64) + step, self.qmin, self.qmax)
             weight.copy_((q.double() * scale).to(weight.dtype))
-            bstep = self._step(z[2 * i + 1], self._threshold(nonzero, 1, 2.0**NOISE_FIXED))
+            bstep = self._step(z[2 * i + 1], self._threshold(zg, nonzero, 1, 2.0**NOISE_FIXED))
             bias.copy_(torch.clamp(bias.double() + bstep.double() * 2.0 ** layer["k"], -BIAS_LIMIT, BIAS_LIMIT)
                        .to(bias.dtype))
             moved += int(step.abs().sum()) + int(bstep.abs().sum())
@@ -85,7 +98,7 @@ class EGGEstimator:
         finite = fitness[torch.isfinite(fitness)]
         return {"fitness_mean": float(finite.mean()) if len(finite) else None,
                 "fitness_max": float(finite.max()) if len(finite) else None,
-                "train_batch_accuracy": float(acc.mean()), "sigma": sigma, "moved": moved}
+                "train_batch_accuracy": float(acc.mean()), "sigma": sigma, "moved": moved, "egg_z": zg}
 
     @staticmethod
     def _step(z: torch.Tensor, threshold: int) -> torch.Tensor:

@@ -63,7 +63,7 @@ class IntegerNet:
 
     def __init__(self, sizes, weight_bits: int, beta: float = 0.9, readout: str = "membrane",
                  init_gain: float = 1.0, seed: int = 0, device="cpu", pool: int = 1, ptq: bool = False,
-                 frozen_steps: bool = False):
+                 frozen_step: float | None = None):
         quant.check_bits(weight_bits)
         loihi.require_kernel()
         if torch.device(device).type != "cpu":
@@ -81,9 +81,13 @@ class IntegerNet:
             bound = init_gain / math.sqrt(n_in)  # as SpikingNet: same draws for the same seed
             self.params[f"layer{i}.weight"] = (torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound
             self.params[f"layer{i}.bias"] = torch.zeros(n_out)
-        # The integer-native (EGG) estimator moves integers by ±1 at a fixed step: the steps are
-        # then fixed at construction (a pure function of the seed, so resume rebuilds them).
-        self.frozen = [self._step(i, w) for i, w in enumerate(self.weights())] if frozen_steps else None
+        # The integer-native (EGG) estimator moves integers by ±1 at a fixed step: with frozen_step,
+        # every layer's step is the power of two nearest it (in the latent units; for the first layer
+        # that is frozen_step / pool² per input event), fixed for the whole run.
+        self.frozen = None
+        if frozen_step is not None:
+            self.frozen = [round(math.log2(frozen_step / (self.pool**2 if i == 0 else 1)))
+                           for i in range(len(self.sizes) - 1)]
         self.use_kernel = True
 
     # the Trainer's interface -----------------------------------------------------------------------
@@ -105,7 +109,7 @@ class IntegerNet:
         return [w / self.pool**2 if i == 0 else w for i, w in enumerate(values[0::2])]
 
     def _step(self, i: int, w: torch.Tensor) -> int:
-        return self.frozen[i] if getattr(self, "frozen", None) else quant.step_exponent(w, self.bits)
+        return self.frozen[i] if self.frozen is not None else quant.step_exponent(w, self.bits)
 
     # integers ---------------------------------------------------------------------------------------
     def layers(self) -> list[dict]:

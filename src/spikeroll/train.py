@@ -66,7 +66,7 @@ def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> Sp
 
         return IntegerNet([in_features, *cfg.hidden, classes], cfg.weight_bits, beta=cfg.beta,
                           readout=cfg.readout, init_gain=cfg.init_gain, seed=cfg.seed, device=device, pool=cfg.pool,
-                          ptq=cfg.ptq, frozen_steps=cfg.strategy == "egg")
+                          ptq=cfg.ptq, frozen_step=cfg.lr if cfg.strategy == "egg" else None)
     return SpikingNet([in_features, *cfg.hidden, classes], beta=cfg.beta, threshold=cfg.threshold,
                       reset=cfg.reset, readout=cfg.readout, init_gain=cfg.init_gain, seed=cfg.seed,
                       device=device, pool=cfg.pool)
