@@ -28,6 +28,8 @@ from spikeroll.errors import SpikerollError
 
 try:
     from numba import njit, prange
+
+    from spikeroll.kernels import cached_njit  # its compile cache in a writable folder, as the float kernel's
 except ImportError:  # pragma: no cover - numba is a dependency; this guards odd installs
     njit = None
 
@@ -49,7 +51,7 @@ def require_kernel() -> None:
 
 if njit is not None:
 
-    @njit(cache=True, parallel=True)
+    @cached_njit(parallel=True)
     def sparse_matmul(x, wt):  # pragma: no cover
         """x (R, n) int32 · wt (n, C) int32 -> (R, C) int64, visiting only the nonzero inputs
         (event frames are mostly zeros): int32 products, int64 sums."""
@@ -64,7 +66,7 @@ if njit is not None:
                         acc[c] += xj * wt[j, c]
         return out
 
-    @njit(cache=True, parallel=True)
+    @cached_njit(parallel=True)
     def loihi_layer(base, xb, xb_per_member, afx, corr_shift, weight_exp, bias, du, dv, vth, spiking,
                     qt_next, b_next, raw_next, xb_next, out_sum, rec_u, rec_v, rec_s):  # pragma: no cover
         """One Loihi LIF layer for M members × B samples over S steps; samples are the last axis.
