@@ -91,6 +91,37 @@ def run_mode(cfg: TrainConfig, data, mode: str, kill_at: int | None = None) -> d
             "driver_peak_rss_mib": round(peak_rss_bytes() / 2**20), "params": record.params}
 
 
+def unit_size_check(batch: int = 128, population: int = 128) -> list[str]:
+    """Whether the population's fitness floats depend on the unit size or on the thread count
+    (digits-sized input, random frames; both the fused kernel and the PyTorch path)."""
+    from spikeroll.evaluators import LocalEvaluator
+    from spikeroll.model import SpikingNet
+    from spikeroll.strategies import EvolutionStrategy
+
+    gen = torch.Generator().manual_seed(0)
+    frames = (torch.rand(batch, 10, 2, 34, 34, generator=gen) < 0.1).to(torch.uint8)
+    labels = torch.randint(0, 10, (batch,), generator=gen)
+    lines = []
+    for kernel in (True, False):
+        for hidden in ([128], [64, 32]):
+            net = SpikingNet([2312, *hidden, 10], seed=1)
+            net.use_kernel = kernel
+            strategy = EvolutionStrategy(net.params, population, 1, 3)
+            results = {}
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                for unit in (8, 16, 32, 64):
+                    local = LocalEvaluator(net, strategy, 1.0, 10, unit)
+                    results[threads, unit] = local.population_fitness(5, 0.05, frames, labels)[0]
+            ref = results[1, 8]
+            diff = {k: int((v != ref).sum()) for k, v in results.items()}
+            worst = max(float((v - ref).abs().max()) for v in results.values())
+            lines.append(f"{'kernel' if kernel else 'pytorch'} hidden {hidden}: members differing from (1 thread, "
+                         f"unit 8) {diff}, largest difference {worst:.2g}")
+    torch.set_num_threads(CORES)
+    return lines
+
+
 # cost model -----------------------------------------------------------------------------------
 def measure_constants(batch: int, hiddens=(128, 512, 2048), unit=128) -> dict:
     """Single-thread seconds per unit (a + b·pairs) and per pair of the driver's update, per hidden
@@ -198,8 +229,13 @@ def main():
     parser.add_argument("--modes", default="single,ray1,ray2")
     parser.add_argument("--constants", action="store_true", help="measure the cost model's constants, print its table")
     parser.add_argument("--kill-at", type=int, help="SIGKILL a busy worker in this generation (Ray modes)")
+    parser.add_argument("--unit-check", action="store_true",
+                        help="only check whether fitness floats depend on the unit size or thread count")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.unit_check:
+        print("\n".join(unit_size_check()))
+        return
     cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
     overrides = {"generations": args.generations, "eval_every": 10**9, "checkpoint_every": 10**9, "device": "cpu"}
     if args.data_dir:
