@@ -187,3 +187,18 @@ def test_incompatible_export_requests(tmp_path):
         loihi_parameters(SpikingNet([4, 2]))
     with pytest.raises(SpikerollError, match=r"\.json or \.npz"):
         export_loihi(IntegerNet([4, 2], 8), tmp_path / "net.nir")
+
+
+def test_export_loihi_command(tmp_path):
+    from click.testing import CliRunner
+
+    from spikeroll.cli import main
+
+    data = synthetic_data()
+    Trainer(int_config(generations=1), tmp_path / "int", data).run(progress=False)
+    Trainer(int_config(generations=1, neuron="lif", weight_bits=None), tmp_path / "float", data).run(progress=False)
+    result = CliRunner().invoke(main, ["export-loihi", str(tmp_path / "int"), "--out", str(tmp_path / "x.npz")])
+    assert result.exit_code == 0 and (tmp_path / "x.npz").exists()
+    result = CliRunner().invoke(main, ["export-loihi", str(tmp_path / "float")])
+    assert result.exit_code == 2
+    assert "error: only integer networks export Loihi parameters" in result.output

@@ -88,7 +88,6 @@ class IntegerNet:
         if frozen_step is not None:
             self.frozen = [round(math.log2(frozen_step / (self.pool**2 if i == 0 else 1)))
                            for i in range(len(self.sizes) - 1)]
-        self.use_kernel = True
 
     # the Trainer's interface -----------------------------------------------------------------------
     def load_parameters(self, values) -> None:
@@ -152,7 +151,7 @@ class IntegerNet:
         return b8, afx
 
     def _member_bias(self, i: int, layer: dict, noise: LayerNoise | None, members: int) -> torch.Tensor:
-        """Bias of every member in voltage units (M, out) int64: mean bias ± σ·e, each quantised."""
+        """Bias of every member in voltage units (M, out) int32: mean bias ± σ·e, each quantised."""
         b = list(self.params.values())[2 * i + 1].detach().double()
         if noise is None or noise.bias is None:
             mant = layer["bias_mant"].expand(members, -1)
