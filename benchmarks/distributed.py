@@ -158,8 +158,10 @@ def ray_constants() -> dict:
     import numpy as np
     import ray
 
+    start = time.perf_counter()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              _node_ip_address="127.0.0.1")
+    init = time.perf_counter() - start
 
     @ray.remote(num_cpus=1)
     class Echo:
@@ -183,7 +185,7 @@ def ray_constants() -> dict:
     ray.get(actors[0].fetch.remote([ref]))
     fetch = time.perf_counter() - start
     ray.shutdown()
-    return {"unit_round_trip_s": round_trip, "put_bytes_per_s": theta[0].nbytes / put,
+    return {"ray_init_s": init, "unit_round_trip_s": round_trip, "put_bytes_per_s": theta[0].nbytes / put,
             "fetch_bytes_per_s": theta[0].nbytes / fetch}
 
 
@@ -194,15 +196,14 @@ def predict(c: dict, population: int, hidden: int, workers: int, bandwidth=1.25e
     its node's 16 cores (a GEMM, see docs/distributed.md)."""
     pairs, unit = population // 2, c["unit_pairs"]
     units = math.ceil(pairs / unit)
-    a, b = c["eval"][hidden]
-    unit_seconds = a + b * unit
+    a, b = c["eval"][hidden]  # a unit costs a + b·pairs alone; a is the first layer's shared x·Wᵀ
     theta = 4 * (2312 * hidden + hidden + 10 * hidden + 10)
     nodes = math.ceil(workers / workers_per_node)
     driver = pairs * c["update_per_pair"][hidden] / driver_cores + theta / c["put_bytes_per_s"]
     comm = theta * nodes / bandwidth + latency + units * c["unit_round_trip_s"] + 8 * population / bandwidth
-    compute = math.ceil(units / workers) * unit_seconds
+    compute = a + math.ceil(units / workers) * b * unit  # a worker computes x·Wᵀ once per generation
     total = driver + comm + compute
-    serial = driver + units * unit_seconds
+    serial = driver + a + b * pairs  # one process
     parts = {"communication": comm, "compute": compute, "driver": driver}
     return {"seconds": total, "efficiency": serial / (workers * total), "comm": comm, "compute": compute,
             "driver": driver, "bound": max(parts, key=parts.get)}

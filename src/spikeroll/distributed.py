@@ -118,12 +118,25 @@ class Worker:
             warnings.simplefilter("ignore", UserWarning)
             return Split(torch.from_numpy(frames), torch.from_numpy(labels)), "object store"
 
+    def _shared_input(self, frames: torch.Tensor):
+        """(inputs, x·Wᵀ + b) of the generation's minibatch for a SpikingNet, else None. One process
+        computes the first layer's shared current once for all its units; a worker does the same
+        for the units it gets (the same operation on the same values, so the same bits), instead of
+        once per unit, which cost as much as 0.5 ms per pair at hidden 128 (docs/distributed.md)."""
+        from spikeroll.model import SpikingNet
+
+        if type(self.net) is not SpikingNet:
+            return None
+        h = self.net._inputs(frames)
+        return h, self.net._first_base(h, fused=self.net._fused(h, None))
+
     def info(self) -> dict:
         import ray
 
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "data": self.data_source,
                 "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss_bytes()}
 
+    @torch.no_grad()
     def evaluate(self, generation: int, sigma: float, theta: list, start: int, stop: int):
         """Fitness and accuracy (numpy, 2·(stop − start) members) of pairs start..stop, and the
         minibatch checksum. θ arrives once per generation: `theta` is [ObjectRef], fetched once."""
@@ -133,13 +146,22 @@ class Worker:
             values = ray.get(theta[0])
             self.net.load_parameters([torch.from_numpy(np.array(v)) for v in values])
             self.theta_key = theta[0].hex()
-        if self.batch[0] != generation:
+        if self.batch[0] != (generation, self.theta_key):
             from spikeroll.train import minibatch
 
             frames, labels = minibatch(self.train, self.cfg, generation)
-            self.batch = (generation, frames.to(self.device), labels.to(self.device), batch_checksum(frames, labels))
-        _, frames, labels, checksum = self.batch
-        fitness, acc = self.evaluator.unit_fitness(generation, sigma, frames, labels, range(start, stop))
+            self.batch = ((generation, self.theta_key), frames.to(self.device), labels.to(self.device),
+                          batch_checksum(frames, labels), self._shared_input(frames.to(self.device)))
+        _, frames, labels, checksum, shared = self.batch
+        if shared is None:
+            fitness, acc = self.evaluator.unit_fitness(generation, sigma, frames, labels, range(start, stop))
+        else:  # the same computation as unit_fitness, with the first layer's x·Wᵀ computed once
+            from spikeroll.fitness import member_fitness
+
+            h, first_base = shared
+            noise = self.evaluator.strategy.ask(generation, range(start, stop), sigma)
+            logits = self.net._run(h, noise, first_base)
+            fitness, acc = member_fitness(logits, labels, self.cfg.temperature)
         # the strategy keeps a generation's noise for its update, which a worker never computes:
         # dropping it after each unit keeps a worker's memory independent of the population
         self.evaluator.strategy._cache.clear()
