@@ -105,3 +105,19 @@ def test_bad_model_specs_have_one_line_errors(factory, tmp_path):
             load_factory(spec)
     with pytest.raises(SpikerollError, match="pool inside the module"):
         config(factory, pool=2).validate()
+
+
+def test_distributed_workers_reproduce_the_single_process_module_run(factory, tmp_path):
+    """--model on Ray workers (units of --chunk-pairs pairs): the same bits as one process."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    try:
+        single = config(factory, generations=2, chunk_pairs=2)
+        train_run(single, tmp_path / "one", progress=False)
+        train_run(config(factory, generations=2, chunk_pairs=2, workers=2, threads_per_worker=1), tmp_path / "ray",
+                  progress=False)
+    finally:
+        ray.shutdown()
+    for a, b in zip(saved_params(tmp_path / "one"), saved_params(tmp_path / "ray"), strict=True):
+        assert torch.equal(a, b)

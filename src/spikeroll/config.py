@@ -180,9 +180,9 @@ def distributed_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (cfg.gpus_per_worker >= 0, f"gpus_per_worker={cfg.gpus_per_worker} must be >= 0"),
         (cfg.worker_timeout > 0, f"worker_timeout={cfg.worker_timeout} must be > 0 seconds; try --worker-timeout 60"),
         (cfg.worker_data in ("auto", "store"), f"unknown worker_data {cfg.worker_data!r}; choose auto or store"),
-        (not (cfg.workers or cfg.ray_address) or cfg.strategy in ("eggroll", "openes") and not cfg.model,
-         f"--workers runs eggroll and openes on the LIF network; strategy {cfg.strategy!r}"
-         f"{' with --model' if cfg.model else ''} runs in one process: drop --workers/--ray-address"),
+        (not (cfg.workers or cfg.ray_address) or cfg.strategy in ("eggroll", "openes"),
+         f"--workers runs eggroll and openes (on the LIF network or a --model module); strategy {cfg.strategy!r} "
+         "runs in one process: drop --workers/--ray-address"),
     ]
 
 

@@ -47,6 +47,17 @@ class ESEstimator:
             close()
 
 
+def local_evaluator(cfg: TrainConfig, net):
+    """The evaluator of this process (the Trainer's, or a Ray worker's): a user's nn.Module runs its
+    population as one batch (spikeroll.modules), the built-in network through LocalEvaluator."""
+    if cfg.model:
+        from spikeroll.modules.net import module_evaluator
+
+        return module_evaluator(cfg, net)
+    strategy = EvolutionStrategy(net.params, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
+    return LocalEvaluator(net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
+
+
 def build_estimator(cfg: TrainConfig, net, data=None) -> ESEstimator:
     """The estimator of `cfg.strategy` for `net`, evaluated in this process, or on Ray workers
     when cfg.workers or cfg.ray_address is set (they need the run's `data`, a Splits)."""
@@ -54,12 +65,8 @@ def build_estimator(cfg: TrainConfig, net, data=None) -> ESEstimator:
         from spikeroll.bptt import BPTTEstimator
 
         return BPTTEstimator(net, cfg)
-    if cfg.model:  # a user's nn.Module: its population runs as one batch (spikeroll.modules)
-        from spikeroll.modules.net import module_estimator
-
-        return module_estimator(cfg, net)
-    strategy = EvolutionStrategy(net.params, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
-    evaluator = LocalEvaluator(net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
+    evaluator = local_evaluator(cfg, net)
+    strategy = evaluator.strategy
     if cfg.workers or cfg.ray_address:  # the same work units, on Ray workers (spikeroll.distributed)
         from spikeroll.distributed import RayEvaluator
 

@@ -22,6 +22,8 @@ from spikeroll.fitness import member_fitness
 from spikeroll.modules.checks import reset_state
 from spikeroll.modules.es import EGGROLL
 
+UNIT_SAMPLES = 8192  # members x minibatch rows per work unit when --chunk-pairs is not given
+
 
 def load_factory(spec: str) -> nn.Module:
     """'path/to/file.py:factory' -> the module factory() returns."""
@@ -56,6 +58,9 @@ class ModuleNet:
 
     @classmethod
     def from_config(cls, cfg, in_features: int, classes: int, device) -> ModuleNet:
+        path, _, name = str(cfg.model).rpartition(":")
+        if path and Path(path).is_file():  # absolute from here on: config.json, resume and Ray workers
+            cfg.model = f"{Path(path).resolve()}:{name}"
         with torch.random.fork_rng():  # the factory's initialisation is a function of the run's seed
             torch.manual_seed(cfg.seed)
             module = load_factory(cfg.model)
@@ -102,11 +107,15 @@ class ModuleEvaluator:
         self.strategy = es.strategy
 
     def unit_pairs(self, batch: int) -> int:
-        return self.chunk_pairs or self.strategy.pairs
+        """--chunk-pairs, else 8,192 rows (members x minibatch) at once: at population 512, minibatch 64
+        a forward in units of 64 pairs measured 0.74 s against 1.23 s for all pairs at once, and
+        its peak memory stays flat in the population (docs/modules.md)."""
+        return self.chunk_pairs or max(1, min(self.strategy.pairs, UNIT_SAMPLES // (2 * batch)))
 
     @torch.no_grad()
     def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range):
         self.es.generation, self.es.sigma = generation, sigma
+        self.es.chunk_pairs = self.unit_pairs(len(labels))
         logits = self.es.population_forward(self.net.inputs(frames), pairs=pairs)
         fitness, acc = member_fitness(logits, labels.to(logits.device), self.temperature)
         return fitness.cpu(), acc.cpu()
@@ -115,11 +124,13 @@ class ModuleEvaluator:
         return self.unit_fitness(generation, sigma, frames, labels, range(self.strategy.pairs))
 
 
-def module_estimator(cfg, net: ModuleNet):
-    """ESEstimator (eggroll or openes) over the user's module."""
-    from spikeroll.estimators import ESEstimator
-
+def module_evaluator(cfg, net: ModuleNet) -> ModuleEvaluator:
+    """The evaluator of a --model run (eggroll, or openes: full rank); `estimators.build_estimator`
+    hands it to the same ESEstimator as the built-in network's (or to Ray workers, in units of
+    --chunk-pairs pairs)."""
+    if cfg.strategy not in ("eggroll", "openes"):
+        raise SpikerollError(f"--model trains with eggroll, openes or bptt, not {cfg.strategy!r}")
     rank = cfg.rank if cfg.strategy == "eggroll" else None
     es = EGGROLL(net.module, population=cfg.population, rank=rank, sigma=cfg.sigma, seed=cfg.seed,
                  shaping=cfg.shaping, chunk_pairs=cfg.chunk_pairs)
-    return ESEstimator(es.strategy, ModuleEvaluator(net, es, cfg.temperature, cfg.chunk_pairs), cfg)
+    return ModuleEvaluator(net, es, cfg.temperature, cfg.chunk_pairs)
