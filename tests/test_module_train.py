@@ -10,6 +10,7 @@ import torch
 from spikeroll import TrainConfig, evaluate_run, train_run
 from spikeroll.errors import SpikerollError
 from spikeroll.modules.net import load_factory
+from spikeroll.plot import plot_runs
 from spikeroll.train import load_trained
 
 pytest.importorskip("snntorch")
@@ -84,6 +85,9 @@ def test_eggroll_run_reports_checkpoints_resumes_and_evaluates(factory, tmp_path
     assert result["val_accuracy"] == pytest.approx(full["val_accuracy"])
     _, net = load_trained(tmp_path / "full")
     assert net.num_parameters == full["num_parameters"]
+    warnings = []
+    written = plot_runs([tmp_path / "full"], tmp_path / "plots", warn=warnings.append)
+    assert [p.name for p in written] == ["curves.png"] and "no spike raster" in warnings[0]
 
 
 @pytest.mark.parametrize("strategy", ["openes", "bptt"])

@@ -296,6 +296,9 @@ def plot_runs(run_dirs, out_dir: str | Path | None = None, *, raster: bool = Tru
         if not (run_dir / "checkpoint.pt").exists():
             warn(f"{run_dir} has no checkpoint.pt yet; no spike raster for it")
             continue
+        if json.loads((run_dir / "config.json").read_text()).get("model"):
+            warn(f"no spike raster for {run_dir}: a --model run's layers are its module's own (curves only)")
+            continue
         run_data = data
         if run_data is None:
             try:
