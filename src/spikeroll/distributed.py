@@ -227,10 +227,12 @@ class RayEvaluator:
         if ready:
             ready, _ = ray.wait(list(self._pings), num_returns=len(self._pings), timeout=max(cfg.worker_timeout, 30))
         for ref in ready:
+            index = self._pings.pop(ref)
             try:
-                self.workers[self._pings.pop(ref)] = ray.get(ref)
-            except ray.exceptions.RayError as exc:
+                self.workers[index] = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # asked again from the first generation on
                 self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                self._retry_at[index] = time.monotonic() + 1.0
         if not self.workers:
             self.close()
             raise SpikerollError(
@@ -239,12 +241,12 @@ class RayEvaluator:
 
     def close(self) -> None:
         """Stop the workers (and the local Ray instance this evaluator started)."""
-        if not self.actors:
+        if not self.actors and not self.owns_ray:
             return
         ray = import_ray()
         for actor in self.actors:
             ray.kill(actor, no_restart=True)
-        self.actors, self._pings, self._busy = [], {}, {}
+        self.actors, self._pings, self._busy, self._retry_at = [], {}, {}, {}
         if self.owns_ray:
             ray.shutdown()
             self.owns_ray = False
