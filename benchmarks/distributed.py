@@ -210,7 +210,7 @@ def predict(c: dict, population: int, hidden: int, workers: int, bandwidth=1.25e
 
 
 def cost_table(c: dict) -> str:
-    rows = ["| population | hidden | workers | s/gen | efficiency | compute | driver (update) | communication | bound |",
+    rows = ["| population | hidden | workers | s/gen | efficiency | compute | driver | communication | bound |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for population in (4096, 16384, 65536, 262144):
         for hidden in (128, 512, 2048):
@@ -257,13 +257,14 @@ def main():
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return
-    print(f"{CORES} cores, load average {out['load_average'][0]:.1f}; population {cfg.population}, hidden {cfg.hidden}, "
-          f"batch {cfg.batch_size}, {cfg.generations} generations")
+    print(f"{CORES} cores, load average {out['load_average'][0]:.1f}; population {cfg.population}, "
+          f"hidden {cfg.hidden}, batch {cfg.batch_size}, {cfg.generations} generations")
     for r in results:
         same = [f"{k}={v}" for k, v in r.items() if k.startswith("identical")]
-        print(f"{r['mode']:>7}: {r['seconds_per_generation']:.3f} s/gen, {r['bytes_per_generation'] / 1e6:.3f} MB/gen "
-              f"(θ {r['theta_bytes'] / 1e6:.3f} MB, put {r['theta_put_seconds'] * 1e3:.1f} ms), val {r['val_accuracy']:.4f}, "
-              f"worker peak RSS {r['worker_peak_rss_mib']} MiB, driver peak RSS {r['driver_peak_rss_mib']} MiB {' '.join(same)}")
+        print(f"{r['mode']:>7}: {r['seconds_per_generation']:.3f} s/gen, "
+              f"{r['bytes_per_generation'] / 1e6:.3f} MB/gen (θ {r['theta_bytes'] / 1e6:.3f} MB, "
+              f"put {r['theta_put_seconds'] * 1e3:.1f} ms), val {r['val_accuracy']:.4f}, worker peak RSS "
+              f"{r['worker_peak_rss_mib']} MiB, driver peak RSS {r['driver_peak_rss_mib']} MiB {' '.join(same)}")
         if args.kill_at is not None:
             print(f"         seconds of each generation: {r['seconds']}")
     if args.constants:

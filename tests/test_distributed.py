@@ -177,7 +177,8 @@ def test_without_ray_workers_get_a_one_line_error_naming_the_extra(tmp_path):
     """A fresh interpreter where `import ray` fails, as on an install without the extra."""
     script = ("import sys; sys.modules['ray'] = None\n"
               "from spikeroll.cli import main\n"
-              "main(['train', '--workers', '2', '--generations', '1', '--hidden', '8', '--quiet', '--out', sys.argv[1]])")
+              "main(['train', '--workers', '2', '--generations', '1', '--hidden', '8', '--quiet',\n"
+              "      '--out', sys.argv[1]])")
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (

@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 
 pytest.importorskip("ray")
 
-from test_distributed import assert_identical, cli, cli_args, kill_tree, reference, digits  # noqa: E402,F401
+from test_distributed import assert_identical, cli, cli_args, digits, kill_tree, reference  # noqa: E402,F401
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -81,6 +82,9 @@ def cluster(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     started = []
+    # the cluster's own Ray folder (short: Unix socket paths must fit 107 bytes), so that its address
+    # file never points a later `ray.init(address="auto")` at these namespaces' addresses
+    temp_dir = tempfile.mkdtemp(prefix="srray", dir="/tmp")
 
     def start(host, *args):
         log = tmp_path / f"{host}.log"
@@ -92,7 +96,7 @@ def cluster(tmp_path):
         return process
 
     try:
-        head = start("head", "--head", "--port", str(port), "--include-dashboard=false")
+        head = start("head", "--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp_dir)
         node = start("node", "--address", f"{address['head']}:{port}")
         yield {"prefix": prefix, "address": f"{address['head']}:{port}", "env": env, "head": head, "node": node,
                "kind": kind}
@@ -101,10 +105,11 @@ def cluster(tmp_path):
             kill_tree(process)
         if made:
             remove_namespaces(tag)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
-def test_node_removed_mid_run(cluster, reference, tmp_path):
+def test_node_removed_mid_run(cluster, reference, tmp_path):  # noqa: F811 (the imported fixture)
     """Two workers, one per node; the worker node's processes are SIGKILLed after generation 1:
     its unit in flight is re-run on the head's worker and the run ends as the single-process one."""
     out = tmp_path / "run"

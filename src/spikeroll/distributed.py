@@ -201,7 +201,12 @@ class RayEvaluator:
         if not ray.is_initialized():
             quiet = {"logging_level": "ERROR", "log_to_driver": False}
             if cfg.ray_address:
-                ray.init(address=cfg.ray_address, **quiet)
+                try:
+                    ray.init(address=cfg.ray_address, **quiet)
+                except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the advice is the same
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    raise SpikerollError(f"cannot join the Ray cluster at {cfg.ray_address!r} ({reason}); start "
+                                         "one with `ray start --head` (docs/distributed.md) or fix --ray-address") from None
             else:
                 workers = cfg.workers or 1
                 threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
