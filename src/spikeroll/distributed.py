@@ -205,8 +205,9 @@ class RayEvaluator:
                     ray.init(address=cfg.ray_address, **quiet)
                 except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the advice is the same
                     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise SpikerollError(f"cannot join the Ray cluster at {cfg.ray_address!r} ({reason}); start "
-                                         "one with `ray start --head` (docs/distributed.md) or fix --ray-address") from None
+                    raise SpikerollError(
+                        f"cannot join the Ray cluster at {cfg.ray_address!r} ({reason}); start one with "
+                        "`ray start --head` (docs/distributed.md) or fix --ray-address") from None
             else:
                 workers = cfg.workers or 1
                 threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
