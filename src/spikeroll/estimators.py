@@ -54,7 +54,7 @@ def local_evaluator(cfg: TrainConfig, net):
         from spikeroll.modules.net import module_evaluator
 
         return module_evaluator(cfg, net)
-    strategy = EvolutionStrategy(net.params, cfg.population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
+    strategy = EvolutionStrategy(net.params, cfg.population, None if cfg.strategy == "openes" else cfg.rank, cfg.seed)
     return LocalEvaluator(net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
 
 
@@ -71,4 +71,8 @@ def build_estimator(cfg: TrainConfig, net, data=None) -> ESEstimator:
         from spikeroll.distributed import RayEvaluator
 
         evaluator = RayEvaluator(evaluator, cfg, data)
+    if cfg.strategy == "egg":  # integer-native ±1 updates of an integer network (spikeroll.egg)
+        from spikeroll.egg import EGGEstimator
+
+        return EGGEstimator(strategy, evaluator, cfg, net)
     return ESEstimator(strategy, evaluator, cfg)
