@@ -60,7 +60,8 @@ def table(rows: list[dict]) -> str:
              "|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['split']} | {pct(r['eggroll'])} | {pct(r['bptt'])} | {100 * r['gap']:+.1f} | "
-                     f"{r['eggroll_seconds']:.0f} ({r['eggroll_steps']}) | {r['bptt_seconds']:.0f} ({r['bptt_steps']}) |")
+                     f"{r['eggroll_seconds']:.0f} ({r['eggroll_steps']}) | "
+                     f"{r['bptt_seconds']:.0f} ({r['bptt_steps']}) |")
     mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("eggroll", "bptt", "gap")}
     lines.append(f"| mean | {pct(mean['eggroll'])} | {pct(mean['bptt'])} | {100 * mean['gap']:+.1f} | | |")
     return "\n".join(lines) + "\n"
@@ -96,4 +97,4 @@ if __name__ == "__main__":
     try:
         main()
     except SpikerollError as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None

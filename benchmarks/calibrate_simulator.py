@@ -14,7 +14,7 @@ import numpy as np
 
 from spikeroll.data.events import SACCADE_US, concat
 from spikeroll.data.images import load_images
-from spikeroll.data.nmnist import scan_folder, read_recordings
+from spikeroll.data.nmnist import read_recordings, scan_folder
 from spikeroll.data.saccade import DEFAULTS, simulate_saccades
 from spikeroll.data.stats import recording_stats
 

@@ -33,7 +33,8 @@ def main():
     print(f"{len(files)} recordings, {len(ev):,} events")
     print(f"read + decode           {best(lambda: read_files(files, Problems(strict=True))):7.3f} s")
     print(f"bin (10 bins, binary)   {best(lambda: bin_concat(ev, fid, len(files), BinOpts())):7.3f} s")
-    print(f"bin (counts + denoise)  {best(lambda: bin_concat(ev, fid, len(files), BinOpts(binary=False, denoise=True))):7.3f} s")
+    counts = BinOpts(binary=False, denoise=True)
+    print(f"bin (counts + denoise)  {best(lambda: bin_concat(ev, fid, len(files), counts)):7.3f} s")
     cold, warm = [], []
     for _ in range(a.repeat):
         with tempfile.TemporaryDirectory() as cache:

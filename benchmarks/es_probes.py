@@ -40,10 +40,10 @@ import torch
 
 from spikeroll import TrainConfig
 from spikeroll.api import load_data
-from spikeroll.strategies import EvolutionStrategy
 from spikeroll.callbacks import Callback
 from spikeroll.evaluation import accuracy
 from spikeroll.fitness import member_fitness
+from spikeroll.strategies import EvolutionStrategy
 from spikeroll.train import Trainer, load_trained
 
 DECAYS = (0.99, 0.995, 0.998, 0.999)
@@ -98,7 +98,7 @@ def probe_sigma(run_dir: str, population: int = 512) -> None:
     plain, _ = member_fitness(net.logits(frames)[None], labels, cfg.temperature)
     es = EvolutionStrategy(net, population, cfg.rank if cfg.strategy == "eggroll" else None, cfg.seed)
     for sigma in (0.05, 0.02, 0.01, 0.005):
-        logits = net.population_logits(frames, lambda pairs: es.ask(0, pairs, sigma), es.pairs, 64)
+        logits = net.population_logits(frames, lambda pairs: es.ask(0, pairs, sigma), es.pairs, 64)  # noqa: B023 - called here
         fitness, _ = member_fitness(logits, labels, cfg.temperature)
         print(json.dumps({"sigma": sigma, "unperturbed_fitness": round(float(plain[0]), 4),
                           "members_mean_fitness": round(float(fitness.mean()), 4),
@@ -187,7 +187,7 @@ def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repea
             for p in params:
                 p.requires_grad_(False)
         with torch.no_grad():
-            logits = net.population_logits(frames, lambda pairs: es.ask(g, pairs, sigma), es.pairs, 64)
+            logits = net.population_logits(frames, lambda pairs: es.ask(g, pairs, sigma), es.pairs, 64)  # noqa: B023
             n, b, c = logits.shape
             ce = torch.nn.functional.cross_entropy(logits.reshape(n * b, c) / cfg.temperature, labels.repeat(n),
                                                    reduction="none").view(n, b)

@@ -124,7 +124,8 @@ def markdown(result: dict) -> str:
         "noise would take if the whole population's were kept at once (the trainer draws it "
         "`chunk` pairs at a time).",
         "",
-        "| hidden | method | s / generation | peak MiB | time vs openes | memory vs openes | chunk (pairs) | full-rank noise MiB |",
+        "| hidden | method | s / generation | peak MiB | time vs openes | memory vs openes | chunk (pairs) "
+        "| full-rank noise MiB |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:

@@ -4,8 +4,8 @@ import torch
 
 from spikeroll.augment import augment_frames, shift_frames, shifts
 from spikeroll.data import Split
-from spikeroll.model import SpikingNet
 from spikeroll.evaluation import accuracy
+from spikeroll.model import SpikingNet
 
 
 def shifted_reference(sample, dy, dx):

@@ -7,6 +7,7 @@ import torch
 
 from spikeroll.callbacks import Callback, TensorBoardCallback
 from spikeroll.train import Trainer
+
 from test_train import metrics, small_config, synthetic_data
 
 

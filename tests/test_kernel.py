@@ -9,6 +9,7 @@ from spikeroll import kernels
 from spikeroll.model import SpikingNet
 from spikeroll.strategies import EvolutionStrategy
 from spikeroll.train import Trainer
+
 from test_core import explicit_member_params, reference_logits
 from test_train import small_config, synthetic_data
 

@@ -133,7 +133,8 @@ def test_momentum_is_adams_beta1(tmp_path):
 
     tr.estimator.strategy.gradient = fixed_gradient
     start = tr.net.params["layer0.bias"].clone()
-    tr.step(); tr.step()
+    tr.step()
+    tr.step()
     g1, g2 = -1.0, 3.0  # the optimiser minimises, so it sees the negative ascent direction
     m, v = (1 - beta1) * g1, (1 - beta2) * g1**2
     first = lr * m / (1 - beta1) / ((v / (1 - beta2)) ** 0.5 + eps)

@@ -10,9 +10,9 @@ import click
 
 from spikeroll.config import OPTIMIZERS, SCHEDULES, TrainConfig, parse_widths
 from spikeroll.data import DATASETS
+from spikeroll.errors import SpikerollError
 from spikeroll.model import READOUTS, RESETS
 from spikeroll.strategies import SHAPINGS, STRATEGIES
-from spikeroll.errors import SpikerollError
 
 DEFAULTS = TrainConfig()
 

@@ -69,7 +69,7 @@ class TrainConfig:
     worker_timeout: float = 60.0  # seconds with no live worker before the run stops with an error
     worker_data: str = "auto"  # auto: shared filesystem where a worker's copy matches, else object store; store
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         from spikeroll.model import READOUTS, RESETS
         from spikeroll.strategies import SHAPINGS, STRATEGIES, check_rank
 
@@ -87,11 +87,13 @@ class TrainConfig:
             (self.time_bins >= 1, f"time_bins={self.time_bins} must be >= 1"),
             (len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden),
              f"hidden={self.hidden} must list positive widths, e.g. --hidden 128 or --hidden 256,128"),
-            (self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
+            (self.optimizer in OPTIMIZERS,
+             f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"),
             (self.pool >= 1, f"pool={self.pool} must be >= 1; try --pool 1 (no pooling) or --pool 2"),
             (not self.model or self.pool == 1, f"--model gets the frames as they are: pool inside the module "
              f"instead of --pool {self.pool}"),
-            (self.lr_schedule in SCHEDULES, f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(SCHEDULES)}"),
+            (self.lr_schedule in SCHEDULES,
+             f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(SCHEDULES)}"),
             (self.shaping in SHAPINGS, f"unknown shaping {self.shaping!r}; choose one of {', '.join(SHAPINGS)}"),
             (self.reset in RESETS, f"unknown reset {self.reset!r}; choose one of {', '.join(RESETS)}"),
             (self.readout in READOUTS, f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}"),
@@ -114,7 +116,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
@@ -125,7 +127,7 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TrainConfig":
+    def from_file(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise SpikerollError(f"config file {path} does not exist; check the --config path")
@@ -190,7 +192,8 @@ def parse_widths(text: str) -> list[int]:
     try:
         widths = [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise SpikerollError(f"--hidden {text!r} is not a comma-separated list of widths; try --hidden 128,64") from None
+        raise SpikerollError(f"--hidden {text!r} is not a comma-separated list of widths; "
+                             "try --hidden 128,64") from None
     if not widths or any(w < 1 for w in widths):
         raise SpikerollError(f"--hidden {text!r} must list positive widths; try --hidden 128")
     return widths

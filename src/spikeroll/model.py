@@ -3,8 +3,9 @@ population at once.
 
 Activations are laid out member-major as (N, T, B, features): N population members (1 for the
 plain network), T time bins, B samples; members 2k and 2k+1 (an antithetic pair) are adjacent, so a
-pair's activations are one contiguous block that a batched matmul reads without copying. Parameters are plain tensors in an ordered dict so that a
-strategy can perturb them and an optimizer can update them.
+pair's activations are one contiguous block that a batched matmul reads without copying. Parameters
+are plain tensors in an ordered dict so that a strategy can perturb them and an optimizer can update
+them.
 
 Per-member perturbations are never materialised as weight matrices: a layer's current is the shared
 x·Wᵀ plus a per-member correction (low-rank: (x·B)·Aᵀ; full-rank: x·Eᵀ), see `perturbed_current`.
@@ -13,8 +14,8 @@ x·Wᵀ plus a per-member correction (low-rank: (x·B)·Aᵀ; full-rank: x·Eᵀ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

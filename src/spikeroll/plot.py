@@ -93,7 +93,7 @@ def learning_curves(run_dirs, path: str | Path, title: str | None = None) -> Pat
     fig = _figure(figsize=(13, 8), layout="constrained")
     axes = fig.subplots(2, 2)
     colors = [f"C{i % 10}" for i in range(len(run_dirs))]
-    for run_dir, label, color in zip(run_dirs, labels, colors):
+    for run_dir, _label, color in zip(run_dirs, labels, colors):
         records = read_metrics(run_dir)
         for row, xi in ((0, 0), (1, 1)):
             ax_fit, ax_acc = axes[row]

@@ -53,7 +53,8 @@ def minibatch(train, cfg: TrainConfig, generation: int) -> tuple[torch.Tensor, t
     idx = batch_indices(cfg.seed, generation, len(train.labels), cfg.batch_size)
     # frames keep their storage dtype (uint8): the network converts them once it has laid them
     # out, a quarter of the bytes to move
-    return augment_frames(train.frames[idx], cfg.seed, generation, cfg.augment_shift, cfg.augment_drop), train.labels[idx]
+    frames = augment_frames(train.frames[idx], cfg.seed, generation, cfg.augment_shift, cfg.augment_drop)
+    return frames, train.labels[idx]
 
 
 def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> SpikingNet:
@@ -195,8 +196,8 @@ class Trainer:
 
     def _run(self, progress: bool, max_seconds: float | None) -> dict:
         cfg = self.cfg
-        bar = tqdm(total=cfg.generations if max_seconds is None else None, initial=self.generation, disable=not progress,
-                   desc="generation", unit="gen", dynamic_ncols=True)
+        bar = tqdm(total=cfg.generations if max_seconds is None else None, initial=self.generation,
+                   disable=not progress, desc="generation", unit="gen", dynamic_ncols=True)
         def finished() -> bool:
             return self.generation >= cfg.generations or (max_seconds is not None and self.elapsed >= max_seconds)
 
