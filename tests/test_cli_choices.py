@@ -10,7 +10,8 @@ from spikeroll.errors import SpikerollError
 
 # option -> the config field it sets
 FIELDS = {"--dataset": "dataset", "--reset": "reset", "--readout": "readout", "--strategy": "strategy",
-          "--shaping": "shaping", "--optimizer": "optimizer", "--lr-schedule": "lr_schedule"}
+          "--shaping": "shaping", "--optimizer": "optimizer", "--lr-schedule": "lr_schedule", "--neuron": "neuron",
+          "--worker-data": "worker_data"}
 
 
 def cli_choices(command: click.Command, flag: str) -> tuple:
@@ -47,3 +48,8 @@ def test_eval_and_stats_offer_the_same_datasets():
     train = cli_choices(main.commands["train"], "--dataset")
     assert cli_choices(main.commands["eval"], "--dataset") == train
     assert cli_choices(main.commands["data"].commands["stats"], "--dataset") == train
+
+
+def test_every_choice_option_of_train_is_checked_here():
+    choices = {p.opts[0] for p in main.commands["train"].params if isinstance(p.type, click.Choice)}
+    assert choices == set(FIELDS)  # a new choice option: import its tuple in cli.py and add it to FIELDS

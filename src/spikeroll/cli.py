@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from spikeroll.config import OPTIMIZERS, SCHEDULES, TrainConfig, parse_widths
+from spikeroll.config import NEURONS, OPTIMIZERS, SCHEDULES, WORKER_DATA, TrainConfig, parse_widths
 from spikeroll.data import DATASETS
 from spikeroll.errors import SpikerollError
 from spikeroll.model import READOUTS, RESETS
@@ -37,7 +37,7 @@ TRAIN_OPTIONS = [
     ("--init-gain", "init_gain", float, "Scale of the uniform ±gain/√fan_in weight initialisation."),
     ("--init-from", "init_from", str, "Start from the trained network of this run directory (same layer sizes), e.g. one pretrained on nmnist-sim, or of a NIR graph (FILE.nir, which then sets the network's settings)."),
     ("--strategy", "strategy", click.Choice(STRATEGIES), "eggroll (low-rank ES), openes (full-rank ES baseline), bptt (surrogate-gradient backprop baseline; give it --lr ~0.001-0.005) or egg (integer ±1 updates, --neuron loihi only)."),
-    ("--neuron", "neuron", click.Choice(["lif", "loihi"]), "lif (float) or loihi: an integer network with Loihi's arithmetic (docs/integer.md); needs --weight-bits."),
+    ("--neuron", "neuron", click.Choice(NEURONS), "lif (float) or loihi: an integer network with Loihi's arithmetic (docs/integer.md); needs --weight-bits."),
     ("--weight-bits", "weight_bits", int, "Integer weight width for --neuron loihi: 8, 4 or 2 (ternary)."),
     ("--ptq", "ptq", bool, "With --neuron loihi --strategy bptt: train float weights, quantise only after training (post-training quantisation) instead of straight-through (QAT)."),
     ("--egg-z", "egg_z", float, "--strategy egg: z-score a weight's summed vote must pass to move by ±1."),
@@ -64,7 +64,7 @@ TRAIN_OPTIONS = [
     ("--ray-address", "ray_address", str, "Join a running Ray cluster (auto or HOST:PORT, see `ray start`) instead of starting a local one."),
     ("--gpus-per-worker", "gpus_per_worker", float, "Ray GPUs per worker (the PyTorch path on CUDA)."),
     ("--worker-timeout", "worker_timeout", float, "Stop with an error after this many seconds without a live worker."),
-    ("--worker-data", "worker_data", click.Choice(["auto", "store"]), "How workers get the training frames: auto (their own frame cache on a shared filesystem when it matches, else Ray's object store) or store."),
+    ("--worker-data", "worker_data", click.Choice(WORKER_DATA), "How workers get the training frames: auto (their own frame cache on a shared filesystem when it matches, else Ray's object store) or store."),
 ]
 
 

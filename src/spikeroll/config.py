@@ -152,6 +152,7 @@ def _toml_loads(text: str) -> dict:
 
 
 NEURONS = ("lif", "loihi")
+WORKER_DATA = ("auto", "store")  # how Ray workers get the training frames (spikeroll.distributed)
 
 
 def integer_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
@@ -181,7 +182,8 @@ def distributed_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
          f"threads_per_worker={cfg.threads_per_worker} must be >= 1; try --threads-per-worker 1"),
         (cfg.gpus_per_worker >= 0, f"gpus_per_worker={cfg.gpus_per_worker} must be >= 0"),
         (cfg.worker_timeout > 0, f"worker_timeout={cfg.worker_timeout} must be > 0 seconds; try --worker-timeout 60"),
-        (cfg.worker_data in ("auto", "store"), f"unknown worker_data {cfg.worker_data!r}; choose auto or store"),
+        (cfg.worker_data in WORKER_DATA,
+         f"unknown worker_data {cfg.worker_data!r}; choose one of {', '.join(WORKER_DATA)}"),
         (not (cfg.workers or cfg.ray_address) or cfg.strategy in ("eggroll", "openes"),
          f"--workers runs eggroll and openes (on the LIF network or a --model module); strategy {cfg.strategy!r} "
          "runs in one process: drop --workers/--ray-address"),
