@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -29,9 +28,9 @@ import torch
 from torch import nn
 
 from spikeroll.bench import BenchConfig, _PeakMeter, _timed, run_case, synthetic_data
+from spikeroll.isolate import run_isolated
 
 CASES = ("builtin", "module", "module-torch", "module-openes", "evotorch")
-TAG = "MODULE_SPEED_RESULT "
 
 
 class SnnTorchDense(nn.Module):
@@ -124,19 +123,14 @@ def run(cfg: BenchConfig, case: str) -> dict:
 
 
 def measure(cfg: BenchConfig, case: str) -> dict:
-    request = json.dumps({"config": dataclasses.asdict(cfg), "case": case})
-    proc = subprocess.run([sys.executable, __file__, "--child"], input=request, capture_output=True, text=True)
-    for line in proc.stdout.splitlines():
-        if line.startswith(TAG):
-            return json.loads(line[len(TAG):])
-    raise SystemExit(f"case {case} failed: {proc.stderr.strip().splitlines()[-1:]}")
+    """One case in a fresh process (spikeroll.isolate), so each has its own peak memory."""
+    outcome = run_isolated(run, cfg, case)
+    if not outcome.ok:
+        raise SystemExit(f"case {case} failed: {outcome.failure}")
+    return outcome.value
 
 
 def main() -> None:
-    if "--child" in sys.argv:
-        request = json.loads(sys.stdin.read())
-        print(TAG + json.dumps(run(BenchConfig(**request["config"]), request["case"])), flush=True)
-        return
     parser = argparse.ArgumentParser(description="EGGROLL on nn.Modules vs the built-in path vs EvoTorch")
     parser.add_argument("--population", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
