@@ -44,7 +44,7 @@ import torch
 
 from spikeroll import loihi, quant
 from spikeroll.errors import SpikerollError
-from spikeroll.model import READOUTS, FastSigmoidSpike, LayerNoise
+from spikeroll.model import READOUTS, FastSigmoidSpike, LayerNoise, ParameterHolder
 
 VTH = 1 << 14
 THRESHOLD_V = VTH << loihi.ACT_SHIFT  # 2^20: one threshold in voltage units
@@ -54,7 +54,7 @@ AFX_FIXED = 8  # fractional bits of the correction's A factor
 INT8_MAX = 127
 
 
-class IntegerNet:
+class IntegerNet(ParameterHolder):
     """`sizes[0] -> ... -> sizes[-1]` Loihi LIF layers with B-bit weights; the last is the readout.
 
     Offers what the Trainer and evaluators use of `SpikingNet`: params, sizes, device, logits,
@@ -90,14 +90,6 @@ class IntegerNet:
                            for i in range(len(self.sizes) - 1)]
 
     # the Trainer's interface -----------------------------------------------------------------------
-    def load_parameters(self, values) -> None:
-        for p, value in zip(self.params.values(), values):
-            p.copy_(value.to(p.device))
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.params.values())
-
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")

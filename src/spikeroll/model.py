@@ -172,7 +172,27 @@ def input_features(frame_shape: tuple[int, ...], pool: int = 1) -> int:
     return C * math.ceil(H / pool) * math.ceil(W / pool)
 
 
-class SpikingNet:
+class ParameterHolder:
+    """What the Trainer needs of any network that keeps its parameters in `self.params` (an ordered
+    name -> tensor dict): SpikingNet, IntegerNet and the module adapter share it."""
+
+    params: dict[str, torch.Tensor]
+
+    def load_parameters(self, values) -> None:
+        """Copy saved parameter tensors (in `params` order) into this network, in place."""
+        for p, value in zip(self.params.values(), values):
+            p.copy_(value.to(p.device))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.params.values())).device
+
+
+class SpikingNet(ParameterHolder):
     """LIF layers `sizes[0] -> ... -> sizes[-1]`; the last layer is the readout.
 
     readout="membrane": a non-spiking leaky output layer, logits = time-averaged membrane.
@@ -212,20 +232,6 @@ class SpikingNet:
             w = (torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound
             self.params[f"layer{i}.weight"] = w.to(device)
             self.params[f"layer{i}.bias"] = torch.zeros(n_out, device=device)
-
-
-    def load_parameters(self, values) -> None:
-        """Copy saved parameter tensors (in `params` order) into this network, in place."""
-        for p, value in zip(self.params.values(), values):
-            p.copy_(value.to(p.device))
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.params.values())
-
-    @property
-    def device(self) -> torch.device:
-        return next(iter(self.params.values())).device
 
     def layer_params(self):
         """(weight, bias) per layer, first to readout."""

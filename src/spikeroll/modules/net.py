@@ -19,6 +19,7 @@ from torch import nn
 
 from spikeroll.errors import SpikerollError
 from spikeroll.fitness import member_fitness
+from spikeroll.model import ParameterHolder
 from spikeroll.modules.checks import reset_state
 from spikeroll.modules.es import EGGROLL
 
@@ -47,7 +48,7 @@ def load_factory(spec: str) -> nn.Module:
     return model
 
 
-class ModuleNet:
+class ModuleNet(ParameterHolder):
     """A user's module with the interface the Trainer, checkpoints and evaluation expect."""
 
     def __init__(self, module: nn.Module, in_features: int, classes: int, device):
@@ -65,14 +66,6 @@ class ModuleNet:
             torch.manual_seed(cfg.seed)
             module = load_factory(cfg.model)
         return cls(module, in_features, classes, device)
-
-    @property
-    def device(self) -> torch.device:
-        return next(iter(self.params.values())).device
-
-    @property
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.params.values())
 
     def load_parameters(self, values) -> None:
         values = list(values)
