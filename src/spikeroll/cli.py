@@ -174,6 +174,7 @@ def export(run_dir, out):
 
     Needs the extra spikeroll[nir]. A network trained with --reset subtract (the default) is written
     as zero-reset, which NIR can express; a warning says so (docs/deploy.md measures the difference).
+    An integer run (--neuron loihi) is written with its integer weights and Loihi constants exact.
     """
     import warnings
 

@@ -20,6 +20,9 @@ incoming weights and bias by θ/θ_i, and input gains r·dt/τ ≠ 1 and leak po
 into the incoming weights and bias likewise. These rescalings are exact in real arithmetic, not
 bit for bit. spikeroll's own metadata (reset rule, dt, time bins) is honoured only in graphs that
 spikeroll wrote; other producers' graphs are read by NIR's semantics alone (zero reset).
+
+Integer networks (--neuron loihi) export through `export_integer_graph`: the Affine weights are
+the integers themselves, the fixed-point constants and conventions sit in node and graph metadata.
 """
 
 from __future__ import annotations
@@ -150,6 +153,88 @@ def export_graph(net: SpikingNet, frame_shape=(2, 34, 34), *, dt: float = DT, me
                         if net.readout == "membrane" else "logits = spike counts of the last LIF layer",
         "input_encoding": "per time bin and pixel, 1 if the pixel saw an event of that polarity, else 0",
         "pool": int(net.pool),
+    })
+    meta.update(metadata or {})
+    names = list(nodes)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:])), metadata=meta)
+
+
+INTEGER_NUMBERS = ("Affine weights are the integers q themselves (int32, read back exactly); a weight is "
+                   "q·2^k thresholds. Affine biases are float64 b/2^k (b in thresholds, exact dyadic "
+                   "numbers). Neuron r carries the gain 2^k (r·dt/τ = 2^k), v_threshold = 1 threshold.")
+
+
+def _integer_neuron(nir, layer: dict, dt: float, spiking: bool):
+    """Float-equivalent neuron of one Loihi layer: β = 1 − dv/4096, input gain 2^k (the weight step),
+    threshold 1 (strict, as Loihi's v > vth << 6). du = 4095 clears u every step, so there is no
+    current filter to express (LIF, not CubaLIF)."""
+    n, gain = layer["q"].shape[0], 2.0 ** layer["k"]
+    full = lambda value: np.full(n, value, np.float64)  # noqa: E731
+    meta = {key: layer[key] for key in ("du", "dv", "vth", "bias_exp")}
+    meta.update(bias_mant=np.asarray(layer["bias_mant"], np.int64), spiking=int(spiking))
+    if layer["dv"] == 0:  # no leak: τ = ∞
+        return nir.IF(r=full(gain / dt), v_threshold=full(1.0), v_reset=full(0.0), metadata=meta) if spiking \
+            else nir.I(r=full(gain / dt), metadata=meta)
+    tau = dt * 4096 / layer["dv"]
+    common = dict(tau=full(tau), r=full(tau / dt * gain), v_leak=full(0.0), metadata=meta)
+    return nir.LIF(**common, v_threshold=full(1.0), v_reset=full(0.0)) if spiking else nir.LI(**common)
+
+
+def export_integer_graph(net, frame_shape=(2, 34, 34), *, dt: float = DT, metadata: dict | None = None):
+    """An integer network (spikeroll.integer.IntegerNet) as a nir.NIRGraph, integers stored exactly.
+
+    Input → [SumPool2d] → [Flatten] → (Affine → LIF)… → Affine → LI|LIF → Output. The Affine weights
+    are q (int32); each Affine's metadata holds k, weight_exp and weight_bits, each neuron's holds du,
+    dv, vth, bias_mant, bias_exp; the graph's holds the fixed-point conventions. A float reader of the
+    nodes alone gets the nearest float network (see INTEGER_NUMBERS): no truncating decay, no
+    24-bit saturation and no one-step delay per layer, which only the metadata can say."""
+    from spikeroll.integer import THRESHOLD_V, integer_export
+
+    nir = _nir()
+    spec = integer_export(net)
+    layers = spec["layers"]
+    shape, meta = tuple(int(s) for s in frame_shape), {}
+    nodes = {"input": nir.Input(input_type=np.array(shape))}
+    q0 = layers[0]["q"]
+    if net.pool > 1:
+        p = net.pool
+        if len(shape) != 3:
+            raise SpikerollError(f"pool={p} needs frames shaped (channels, height, width), got {shape}")
+        if shape[1] % p == 0 and shape[2] % p == 0:
+            nodes["pool"] = nir.SumPool2d(kernel_size=np.array([p, p]), stride=np.array([p, p]),
+                                          padding=np.array([0, 0]))
+            shape = (shape[0], shape[1] // p, shape[2] // p)
+        else:  # NIR pooling has no partial edge blocks: every pixel gets its block's integer weight
+            C, H, W = shape
+            blocks = q0.reshape(-1, C, -(-H // p), -(-W // p))
+            q0 = blocks.repeat(p, axis=2).repeat(p, axis=3)[:, :, :H, :W].reshape(q0.shape[0], -1)
+            meta["pool_folded_into"] = "affine0"
+    if len(shape) > 1:
+        nodes["flatten"] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+    if math.prod(shape) != q0.shape[1]:
+        raise SpikerollError(f"frames of shape {tuple(frame_shape)} give {math.prod(shape)} inputs after pool="
+                             f"{net.pool}, but the network's first layer takes {q0.shape[1]}; "
+                             "pass the frame shape the network was trained on")
+    for i, layer in enumerate(layers):
+        q = np.ascontiguousarray(q0 if i == 0 else layer["q"], np.int32)
+        bias = layer["bias_mant"].astype(np.float64) * 2.0 ** (layer["bias_exp"] - layer["k"]) / THRESHOLD_V
+        nodes[f"affine{i}"] = nir.Affine(weight=q, bias=bias, metadata={
+            "k": layer["k"], "weight_exp": layer["weight_exp"], "weight_bits": spec["weight_bits"],
+            "weight_scale": 2.0 ** layer["k"]})
+        spiking = i < len(layers) - 1 or spec["readout"] == "spikes"
+        nodes[f"lif{i}" if spiking else f"li{i}"] = _integer_neuron(nir, layer, dt, spiking)
+    nodes["output"] = nir.Output(output_type=np.array([layers[-1]["q"].shape[0]]))
+    from spikeroll import __version__
+
+    meta.update({
+        "producer": PRODUCER, "spikeroll_version": __version__, "dt": dt, "format": spec["format"],
+        "time_step": "one step of dt per time bin of the input frames",
+        "weight_bits": spec["weight_bits"], "numbers": INTEGER_NUMBERS,
+        "beta": 1.0 - layers[0]["dv"] / 4096, "threshold": 1.0, "reset": "zero",
+        "spike_rule": "spike when v > threshold (strict), then v <- 0", "readout": spec["readout"],
+        "readout_rule": spec["conventions"]["readout"],
+        "input_encoding": spec["conventions"]["input"], "pool": int(net.pool),
+        **{f"conventions.{key}": text for key, text in spec["conventions"].items()},
     })
     meta.update(metadata or {})
     names = list(nodes)
@@ -376,16 +461,18 @@ def _misplaced(name, node, nir, expected: str) -> SpikerollError:
 
 def export_run(run_dir, out=None) -> Path:
     """Write a training run's network as a NIR graph (default RUN_DIR/network.nir); returns the path.
+    Integer runs (--neuron loihi) go through export_integer_graph, float ones through export_graph.
     Its input is one 2 x 34 x 34 frame (every dataset's sensor), or a flat vector for networks
     trained on other frames."""
     from spikeroll.data.events import RECORDING_US, SENSOR
+    from spikeroll.integer import IntegerNet
     from spikeroll.model import input_features
     from spikeroll.train import load_trained
 
     cfg, net = load_trained(run_dir)
-    if not isinstance(net, SpikingNet):
+    if not isinstance(net, (SpikingNet, IntegerNet)):
         raise SpikerollError(f"{run_dir} holds a {type(net).__name__}; spikeroll export writes the LIF networks "
-                             "of spikeroll's own model (SpikingNet) only")
+                             "of spikeroll's own model (SpikingNet, or IntegerNet for --neuron loihi) only")
     frame_shape = (2, SENSOR, SENSOR)
     if input_features(frame_shape, net.pool) != net.sizes[0] and net.pool == 1:
         frame_shape = (net.sizes[0],)
@@ -394,7 +481,8 @@ def export_run(run_dir, out=None) -> Path:
             "time_bin_seconds": RECORDING_US / 1e6 / cfg.time_bins}
     if cfg.val_ids:
         meta["val_ids"] = cfg.val_ids
-    graph = export_graph(net, frame_shape, metadata=meta)
+    write = export_integer_graph if isinstance(net, IntegerNet) else export_graph
+    graph = write(net, frame_shape, metadata=meta)
     return write_graph(graph, Path(out) if out else Path(run_dir) / "network.nir")
 
 
