@@ -6,7 +6,6 @@ hand-written NIR simulator in float64 with dyadic numbers (exact in float32 too)
 import math
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,6 +28,8 @@ from spikeroll.interop.nir import (  # noqa: E402
 )
 from spikeroll.interop.readers import to_snntorch  # noqa: E402
 from spikeroll.model import SpikingNet  # noqa: E402
+
+from test_train import synthetic_data  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nmnist-subset"
 
@@ -188,16 +189,6 @@ def test_snntorch_spike_readout():
 
 # snnTorch -> NIR -> spikeroll ---------------------------------------------------------------------
 
-def synthetic_data(n=120, seed=0):
-    """Class c lights up row c of a 4 x 4 frame: easy enough to learn in a few generations."""
-    gen = torch.Generator().manual_seed(seed)
-    labels = torch.arange(n) % 4
-    x = (torch.rand(n, 4, 2, 4, 4, generator=gen) < 0.05).to(torch.uint8)
-    for i, c in enumerate(labels):
-        x[i, :, :, c, :] |= (torch.rand(4, 2, 4, generator=gen) < 0.7).to(torch.uint8)
-    split = lambda a, b: SimpleNamespace(frames=x[a:b], labels=labels[a:b])  # noqa: E731
-    return SimpleNamespace(train=split(0, 80), val=split(80, 100), test=split(100, 120), classes=4,
-                           sensor_size=(4, 4, 2))
 
 
 def snntorch_net(seed=0):
