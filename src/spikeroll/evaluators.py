@@ -77,13 +77,23 @@ class LocalEvaluator:
         return fitness.cpu(), acc.cpu()
 
     @torch.no_grad()
+    def shared_input(self, frames: torch.Tensor):
+        """What every unit of a minibatch shares (the first layer's x·Wᵀ), for a caller evaluating
+        several units; None for networks that compute it per call."""
+        shared_input = getattr(self.net, "shared_input", None)
+        return None if shared_input is None else shared_input(frames)
+
+    @torch.no_grad()
     def unit_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor,
-                     pairs: range):
+                     pairs: range, shared=None):
         """Fitness and accuracy of the 2·len(pairs) members of one work unit: a pure function of
-        (parameters, seed, generation, unit), wherever it is evaluated."""
+        (parameters, seed, generation, unit), wherever it is evaluated. `shared` is
+        `shared_input(frames)`, when the caller keeps it across units (the same values, so the same
+        bits)."""
         def noise(local: range):
             return self.strategy.ask(generation, range(pairs.start + local.start, pairs.start + local.stop), sigma)
 
-        logits = self.net.population_logits(frames, noise, len(pairs), len(pairs))
+        extra = {} if shared is None else {"shared": shared}
+        logits = self.net.population_logits(frames, noise, len(pairs), len(pairs), **extra)
         fitness, acc = member_fitness(logits, labels, self.temperature)
         return fitness.cpu(), acc.cpu()

@@ -308,21 +308,26 @@ class SpikingNet(ParameterHolder):
 
     def population_logits(
         self, frames: torch.Tensor, noise: Callable[[range], list[LayerNoise]] | list[LayerNoise] | None = None,
-        pairs: int | None = None, chunk_pairs: int | None = None,
+        pairs: int | None = None, chunk_pairs: int | None = None, shared=None,
     ) -> torch.Tensor:
         """frames (B, T, ...) shared by all members -> logits (N, B, classes).
 
         `noise` is None (the plain network, N = 1), a list of LayerNoise, or a function from a
         range of pair indices to that list; with a function the population is evaluated in chunks
-        of `chunk_pairs` pairs (bounded memory) and the first layer's x·Wᵀ is computed only once.
+        of `chunk_pairs` pairs (bounded memory) and the first layer's x·Wᵀ is computed only once,
+        or taken from `shared` (`shared_input(frames)`, for callers that evaluate several units).
         """
-        h = self._inputs(frames)
         if not callable(noise):
-            return self._run(h, noise)
-        first_base = self._first_base(h, fused=self._fused(h, None))
+            return self._run(self._inputs(frames), noise)
+        h, first_base = shared if shared is not None else self.shared_input(frames)
         chunk = chunk_pairs or pairs
         return torch.cat([self._run(h, noise(range(s, min(s + chunk, pairs))), first_base)
                           for s in range(0, pairs, chunk)])
+
+    def shared_input(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, the first layer's x·Wᵀ + b) of a minibatch that every member sees."""
+        h = self._inputs(frames)
+        return h, self._first_base(h, fused=self._fused(h, None))
 
     def logits(self, frames: torch.Tensor) -> torch.Tensor:
         """The plain (unperturbed) network: frames (B, T, ...) -> logits (B, classes)."""

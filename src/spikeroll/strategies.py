@@ -108,6 +108,11 @@ class EvolutionStrategy:
             self._cache[key] = self._draw(generation, pairs)
         return self._cache[key]
 
+    def forget(self) -> None:
+        """Drop the kept noise: after the update, or after each unit on a worker, which never
+        computes the update (its memory then stays independent of the population)."""
+        self._cache = {}
+
     def _draw(self, generation: int, pairs: range) -> list[tuple[torch.Tensor, ...]]:
         out = []
         for index, (p, matrix) in enumerate(zip(self.params.values(), self.matrix_shapes)):
@@ -153,5 +158,5 @@ class EvolutionStrategy:
                     g += torch.einsum("por,pir->oi", a * dk[:, None, None], b) / math.sqrt(self.rank)
                 else:
                     g += torch.tensordot(dk, noise[0], dims=1)
-        self._cache = {}  # the generation is done with its noise
+        self.forget()  # the generation is done with its noise
         return [(g / (self.population * sigma)).view(p.shape) for g, p in zip(grads, self.params.values())]

@@ -105,8 +105,12 @@ class ModuleEvaluator:
         its peak memory stays flat in the population (docs/modules.md)."""
         return self.chunk_pairs or max(1, min(self.strategy.pairs, UNIT_SAMPLES // (2 * batch)))
 
+    def shared_input(self, frames):
+        """Nothing to share across units: the module computes its shared first layer per call."""
+        return None
+
     @torch.no_grad()
-    def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range):
+    def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range, shared=None):
         self.es.generation, self.es.sigma = generation, sigma
         self.es.chunk_pairs = self.unit_pairs(len(labels))
         logits = self.es.population_forward(self.net.inputs(frames), pairs=pairs)
