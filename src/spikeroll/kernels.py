@@ -254,16 +254,23 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
         arr(None if nxt is None or nxt.weight_full is None else nxt.weight_full.transpose(1, 2), EMPTY3),
         arr(time_weights, EMPTY1), out.numpy(),
     )
-    jobs = out_members * -(-B // BLOCK)
+    run_jobs(_lif_project, args, out_members * -(-B // BLOCK))
+    return out
+
+
+def run_jobs(kernel, args: tuple, jobs: int) -> None:
+    """kernel(*args, first_job, last_job) over jobs 0..jobs-1, split evenly over torch's thread
+    count. The kernels release the GIL, so plain threads run them in parallel."""
+    import torch
+
     workers = max(1, min(torch.get_num_threads(), jobs))
     if workers == 1:
-        _lif_project(*args, 0, jobs)
-        return out
+        kernel(*args, 0, jobs)
+        return
     bounds = [jobs * w // workers for w in range(workers + 1)]
-    futures = [_pool(workers).submit(_lif_project, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    futures = [_pool(workers).submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
     for f in futures:
         f.result()
-    return out
 
 
 _POOLS: dict[int, object] = {}

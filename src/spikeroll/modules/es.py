@@ -31,8 +31,19 @@ import torch
 from torch import nn
 
 from spikeroll.errors import SpikerollError
-from spikeroll.modules import checks
-from spikeroll.modules.layers import LAYERS, combine, conv_delta, linear_delta, matrix_shape, per_sample
+from spikeroll.modules import checks, neurons
+from spikeroll.modules.fused import applies as fusable
+from spikeroll.modules.layers import (
+    LAYERS,
+    SharedOutputs,
+    combine,
+    conv_delta,
+    linear_delta,
+    matrix_shape,
+    per_member_low_rank,
+    per_sample,
+    shared_low_rank,
+)
 from spikeroll.strategies import EvolutionStrategy, shape_fitness
 
 
@@ -63,12 +74,14 @@ class EGGROLL:
 
     def __init__(self, model: nn.Module, population: int = 512, rank: int | None = 1, sigma: float = 0.05,
                  seed: int = 0, shaping: str = "centered_ranks", chunk_pairs: int | None = None,
-                 check: bool = True):
+                 check: bool = True, fused: bool = True):
         checks.check_structure(model)
         if not (math.isfinite(sigma) and sigma > 0):
             raise SpikerollError(f"sigma={sigma} must be > 0; try sigma=0.05")
         self.model, self.sigma, self.shaping, self.chunk_pairs = model, float(sigma), shaping, chunk_pairs
         self.generation, self._probe = 0, check
+        self.fused = fused  # fused CPU kernels: shared layers' expansion, snnTorch Leaky (modules.neurons)
+        self._fast_neurons = neurons.fast_forwards(model) if fused else {}
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # deduplicated, stable order
         self.names, self.params = [n for n, _ in named], [p for _, p in named]
         self._index = {id(p): i for i, p in enumerate(self.params)}
@@ -97,7 +110,8 @@ class EGGROLL:
         leading member axis: (N, ...) with the rest as the model returns it for B samples."""
         pairs = range(self.strategy.pairs) if pairs is None else pairs
         chunk = self.chunk_pairs or len(pairs)
-        outs = [self._forward_pairs(range(s, min(s + chunk, pairs.stop)), args, kwargs)
+        memos = [SharedOutputs(m, None) for _, m in self._layers] if self.fused and len(pairs) > chunk else []
+        outs = [self._forward_pairs(range(s, min(s + chunk, pairs.stop)), args, kwargs, memos)
                 for s in range(pairs.start, pairs.stop, chunk)]
         return _tree(lambda *ts: torch.cat(ts), *outs)
 
@@ -111,13 +125,18 @@ class EGGROLL:
                 noise[id(p)] = (raw[0].reshape(len(pairs), *p.shape) * self.sigma,)
         return noise
 
-    def _forward_pairs(self, pairs: range, args, kwargs):
+    def _forward_pairs(self, pairs: range, args, kwargs, memos=()):
         ctx = _Pass(len(pairs), self._scaled_noise(pairs))
         before = [(id(p), p._version) for p in self.model.parameters()]
         handles = [m.register_forward_hook(self._layer_hook(ctx, name)) for name, m in self._layers]
         for name, m, own in self._owners:
             handles.append(m.register_forward_pre_hook(self._owner_pre_hook(ctx, name, own), with_kwargs=True))
             handles.append(m.register_forward_hook(lambda module, *_, ctx=ctx: _restore(ctx, module)))
+        replaced = [*self._fast_neurons.items(), *((memo.module, memo) for memo in memos)]
+        for memo in memos:  # a layer's shared product, once per population forward (layers.SharedOutputs)
+            memo.start_slice(lambda x, ctx=ctx: x.dim() > 0 and x.shape[0] == (ctx.batch or x.shape[0]))
+        for m, forward in replaced:
+            m.__dict__["forward"] = forward  # an instance attribute shadows the class's forward; removed below
         try:
             with torch.no_grad():
                 checks.reset_state(self.model)
@@ -130,6 +149,8 @@ class EGGROLL:
         finally:
             for h in handles:
                 h.remove()
+            for m, _ in replaced:
+                m.__dict__.pop("forward", None)
             _restore(ctx)
         self._check_after(ctx, before)
         axis, out = _split_members(out, ctx.members, ctx.batch)
@@ -146,6 +167,12 @@ class EGGROLL:
             w = ctx.noise.get(id(module.weight))
             b = None if module.bias is None else ctx.noise.get(id(module.bias))
             b = None if b is None else b[0]
+            if w is not None and len(w) == 2 and self.fused and fusable(x, y):
+                if shared:
+                    return shared_low_rank(module, x, y, w, b, ctx.pairs)
+                out = per_member_low_rank(module, x, y, w, b, ctx.pairs)
+                if out is not None:
+                    return out
             if isinstance(module, nn.Linear):
                 delta = linear_delta(x, w, b, ctx.pairs, shared, module.out_features)
             else:

@@ -14,9 +14,12 @@ itself; here we only add each member's correction, never a per-member weight mat
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from spikeroll.modules import fused
 
 LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -91,6 +94,39 @@ def conv_delta(module, x, weight_noise, bias_noise, pairs: int, shared: bool) ->
     return delta  # (P, 1, out, 1, …) when only the bias is perturbed: `combine` broadcasts it
 
 
+def shared_low_rank(module, x, y, weight_noise, bias_noise, pairs: int) -> torch.Tensor:
+    """`linear_delta`/`conv_delta` + `combine` for a shared input and low-rank noise, in one pass
+    of the fused kernel (CPU float32): the same products, then y ± Δ written once per member."""
+    a, b = weight_noise  # (P, out, r) scaled, (P, n, r)
+    r = b.shape[-1]
+    if isinstance(module, nn.Linear):
+        n = x.shape[-1]
+        z = x.reshape(-1, n) @ b.transpose(0, 1).reshape(n, -1)  # (R, P·r): as linear_delta's shared product
+        rows, out, spatial = z.shape[0], module.out_features, 1
+    else:
+        z = _conv(module, x, b.transpose(1, 2).reshape(pairs * r, *module.weight.shape[1:]), 1)  # (B, P·r, *S)
+        rows, out, spatial = z.shape[0], module.out_channels, z[0, 0].numel()
+    members = fused.expand_shared(y.reshape(rows, out, spatial), z.reshape(rows, pairs, r, spatial), a, bias_noise)
+    return members.reshape(-1, *y.shape[1:])
+
+
+def per_member_low_rank(module, x, y, weight_noise, bias_noise, pairs: int) -> torch.Tensor | None:
+    """`linear_delta`/`conv_delta` + `combine` for a per-member input and low-rank noise, through
+    the fused kernels (CPU float32): x·B_k (a batched product, or the conv kernel), then y ± the
+    correction written once. None where the conv kernel does not apply."""
+    a, b = weight_noise
+    if isinstance(module, nn.Linear):
+        xb = torch.bmm(x.reshape(pairs, -1, x.shape[-1]), b).reshape(-1, b.shape[-1], 1)
+    else:
+        xb = fused.conv_project(module, x, b)
+        if xb is None:
+            return None
+    width = y.shape[-1] if isinstance(module, nn.Linear) else y.shape[1]
+    members = fused.add_low_rank(y.reshape(-1, width, 1) if isinstance(module, nn.Linear) else y, xb, a, bias_noise,
+                                 pairs)
+    return members.reshape(y.shape)
+
+
 def combine(y: torch.Tensor, delta: torch.Tensor, pairs: int, shared: bool) -> torch.Tensor:
     """The layer's own output y plus ± each pair's correction -> (2P·B, ...) member-major."""
     sign = torch.tensor([1.0, -1.0], dtype=y.dtype, device=y.device).view(1, 2, *([1] * y.dim()))
@@ -110,3 +146,45 @@ def per_sample(value: torch.Tensor, noise: torch.Tensor, batch: int, ndim: int) 
     pad = ndim - 1 - value.dim()
     members = members.view(members.shape[0], 1, *([1] * pad), *value.shape)
     return members.expand(-1, batch, *members.shape[2:]).reshape(-1, *members.shape[2:])
+
+
+class SharedOutputs:
+    """A layer's own output for a shared input (the minibatch itself), computed in the first
+    slice of pairs of a population forward and reused by the later ones, which feed it the same
+    minibatch: installed as the layer's forward while the population runs (modules.es). The i-th
+    shared call of a slice is answered from the i-th of the first slice only when its input is
+    equal to the one remembered; any other call runs the layer itself."""
+
+    def __init__(self, module: nn.Module, is_shared):
+        self.module, self.is_shared = module, is_shared  # is_shared(x): whether x has the minibatch's rows
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.index = 0
+
+    def start_slice(self, is_shared) -> None:
+        self.is_shared, self.index = is_shared, 0
+
+    def __call__(self, x, *args, **kwargs):
+        own = type(self.module).forward
+        if args or kwargs or not isinstance(x, torch.Tensor) or not self.is_shared(x):
+            return own(self.module, x, *args, **kwargs)
+        i, self.index = self.index, self.index + 1
+        if i < len(self.calls):
+            seen, y = self.calls[i]
+            if _same_values(seen, x):
+                return y
+        y = own(self.module, x)
+        self.calls[i:i + 1] = [(x, y)]
+        return y
+
+
+def _same_values(seen: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether x holds the same bits as `seen` (which we keep alive, so its memory is not reused):
+    the same view of the same unmodified storage, or equal contents, compared byte for byte."""
+    if seen.shape != x.shape or seen.dtype != x.dtype or seen.device != x.device:
+        return False
+    if (seen.data_ptr() == x.data_ptr() and seen.stride() == x.stride() and seen._version == x._version):
+        return True
+    if x.device.type == "cpu" and seen.is_contiguous() and x.is_contiguous():
+        # numpy compares bytes several times faster than torch.equal on CPU
+        return bool(np.array_equal(seen.view(torch.uint8).numpy(), x.view(torch.uint8).numpy()))
+    return torch.equal(seen, x)
