@@ -135,7 +135,8 @@ def count_calls(monkeypatch, names):
 
 
 def assert_float32_population_matches(model, x, rank, **kwargs):
-    """The float32 population forward (fused kernels) against float64 member copies."""
+    """The float32 population forward (fused kernels) against float64 member copies. (Softsign,
+    not Tanh, between layers: torch 2.13's float32 tanh is off by up to 8e-5 in some processes.)"""
     es = EGGROLL(model, population=6, rank=rank, sigma=0.3, seed=11, **kwargs)
     es.generation = 2
     got = es.population_forward(x)
@@ -151,8 +152,9 @@ def assert_float32_population_matches(model, x, rank, **kwargs):
 def test_fused_linear_and_conv_population_matches_member_copies(monkeypatch, rank):
     torch.manual_seed(2)
     model = nn.Sequential(
-        nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 4, 3, stride=2, padding=1, dilation=2), nn.Tanh(),
-        nn.Flatten(), nn.Linear(4 * 2 * 2, 5), nn.Tanh(), nn.Linear(5, 3))
+        nn.Conv2d(2, 3, 3, padding=1), nn.Softsign(),
+        nn.Conv2d(3, 4, 3, stride=2, padding=1, dilation=2), nn.Softsign(),
+        nn.Flatten(), nn.Linear(4 * 2 * 2, 5), nn.Softsign(), nn.Linear(5, 3))
     x = torch.randn(5, 2, 6, 6)
     calls = count_calls(monkeypatch, ["expand_shared", "conv_project", "add_low_rank"])
     got = assert_float32_population_matches(model, x, rank)
@@ -188,7 +190,7 @@ class CountingLinear(nn.Linear):
 
 def test_shared_layer_output_is_computed_once_per_population_forward():
     torch.manual_seed(4)
-    model = TimeLoop(nn.Sequential(CountingLinear(6, 5), nn.Tanh(), nn.Linear(5, 4)), nn.Linear(4, 2))
+    model = TimeLoop(nn.Sequential(CountingLinear(6, 5), nn.Softsign(), nn.Linear(5, 4)), nn.Linear(4, 2))
     x = torch.randn(3, 4, 6)  # T = 3 steps
     outputs = {}
     for chunk in (None, 1, 2):

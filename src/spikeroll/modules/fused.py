@@ -76,21 +76,27 @@ if kernels.available():
 
     @kernels.cached_njit(nogil=True)
     def _conv_project(x, b, stride, padding, dilation, kernel, xb, first_job, last_job):  # pragma: no cover
-        """Each member's input convolved with its pair's K filters B_k; jobs are rows (samples
-        of members, member-major, B rows each). x (M, C, H, W), b (P, C·kh·kw, K) with columns in
-        (c, ky, kx) order, xb (M, K, Ho·Wo) out. Zero padding; one accumulator per output
-        position, so the positions' sums run side by side."""
+        """Each member's input convolved with its pair's K filters B_k; jobs are pairs p, whose
+        members' rows are contiguous (member-major). x (M, C, H, W), b (P, C·kh·kw, K) with
+        columns in (c, ky, kx) order, xb (M, K, Ho·Wo) out. Zero padding. A pair's rows share
+        its filters, so its input is first laid out rows-last and every multiply-add runs over
+        all of them at once (vectorised); each output still sums its terms in (c, ky, kx) order."""
         M, C, H, W = x.shape
         K, L = xb.shape[1], xb.shape[2]
-        rows_per_pair = M // b.shape[0]
+        R = M // b.shape[0]
         kh, kw = kernel[0], kernel[1]
         Wo = (W + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         Ho = L // Wo
-        acc = np.empty(L, np.float32)
-        for row in range(first_job, last_job):
-            p = row // rows_per_pair
+        rows_last = np.empty((C * H * W, R), np.float32)
+        acc = np.empty((L, R), np.float32)
+        for p in range(first_job, last_job):
+            r0 = p * R
+            for r in range(R):
+                xr = x[r0 + r].reshape(C * H * W)
+                for j in range(C * H * W):
+                    rows_last[j, r] = xr[j]
             for k in range(K):
-                acc[:] = 0.0
+                acc[:, :] = 0.0
                 for c in range(C):
                     for ky in range(kh):
                         for kx in range(kw):
@@ -101,9 +107,14 @@ if kernels.available():
                                     continue
                                 for ox in range(Wo):
                                     ix = ox * stride[1] - padding[1] + kx * dilation[1]
-                                    if 0 <= ix < W:
-                                        acc[oy * Wo + ox] += x[row, c, iy, ix] * w
-                xb[row, k, :] = acc
+                                    if ix < 0 or ix >= W:
+                                        continue
+                                    into, source = acc[oy * Wo + ox], rows_last[(c * H + iy) * W + ix]
+                                    for r in range(R):
+                                        into[r] += source[r] * w
+                for r in range(R):
+                    for pos in range(L):
+                        xb[r0 + r, k, pos] = acc[pos, r]
 
     @kernels.cached_njit(nogil=True)
     def _leaky(current, mem, beta, threshold, graded, mode, new_mem, spikes, first_job, last_job):  # pragma: no cover
@@ -204,5 +215,5 @@ def conv_project(module, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor | Non
     xb = torch.empty(x4.shape[0], b.shape[2], sizes[0] * sizes[1])
     args = (_np(x4), _np(b), np.array(pick(module.stride)), np.array(zero_pad(module.padding)),
             np.array(pick(module.dilation)), np.array(kernel), xb.numpy())
-    kernels.run_jobs(_conv_project, args, x4.shape[0])
+    kernels.run_jobs(_conv_project, args, b.shape[0])
     return xb.view(x4.shape[0], b.shape[2], *(sizes if two_d else sizes[1:]))
