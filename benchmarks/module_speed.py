@@ -29,6 +29,7 @@ from torch import nn
 
 from spikeroll.bench import BenchConfig, _PeakMeter, _timed, run_case, synthetic_data
 from spikeroll.isolate import run_isolated
+from spikeroll.memory import keep_freed_memory
 
 CASES = ("builtin", "module", "module-torch", "module-openes", "evotorch")
 
@@ -110,9 +111,11 @@ def evotorch_work(cfg: BenchConfig, model: nn.Module, x, labels):
     return searcher.step
 
 
-def run(cfg: BenchConfig, case: str) -> dict:
+def run(cfg: BenchConfig, case: str, malloc_defaults: bool = False) -> dict:
     if case == "builtin":
         return run_case(cfg, "eggroll")
+    if not malloc_defaults:  # as `spikeroll train --model` runs a module (modules.net.module_evaluator)
+        keep_freed_memory()
     torch.set_num_threads(cfg.threads)
     torch.matmul(torch.ones(64, 64), torch.ones(64, 64))  # library init
     work = module_work(cfg, case)
@@ -122,9 +125,9 @@ def run(cfg: BenchConfig, case: str) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
-def measure(cfg: BenchConfig, case: str) -> dict:
+def measure(cfg: BenchConfig, case: str, malloc_defaults: bool = False) -> dict:
     """One case in a fresh process (spikeroll.isolate), so each has its own peak memory."""
-    outcome = run_isolated(run, cfg, case)
+    outcome = run_isolated(run, cfg, case, malloc_defaults)
     if not outcome.ok:
         raise SystemExit(f"case {case} failed: {outcome.failure}")
     return outcome.value
@@ -140,6 +143,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--chunk-pairs", type=int, default=None, help="module cases: pairs evaluated at once")
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="module cases: keep glibc's allocator settings (spikeroll train --model changes them; "
+                             "see spikeroll.memory.keep_freed_memory)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cfg = BenchConfig(population=args.population, batch_size=args.batch_size, time_bins=args.time_bins,
@@ -148,7 +154,7 @@ def main() -> None:
     results = {}
     for case in args.cases.split(","):
         slow = case == "evotorch"  # a generation takes tens of seconds: one warm-up, one timed run
-        results[case] = measure(dataclasses.replace(cfg, repeats=1) if slow else cfg, case)
+        results[case] = measure(dataclasses.replace(cfg, repeats=1) if slow else cfg, case, args.malloc_defaults)
         print(f"  {case}: {results[case]['seconds']:.3f} s", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps({"config": dataclasses.asdict(cfg), "results": results}, indent=2))
@@ -156,7 +162,8 @@ def main() -> None:
     module, builtin = results.get("module"), results.get("builtin")
     print(f"population {cfg.population}, minibatch {cfg.batch_size}, T {cfg.time_bins}, rank {cfg.rank}, "
           f"{cfg.threads} torch threads; median of {cfg.repeats} (evotorch: 1) after 1 warm-up, each in a fresh "
-          "process")
+          f"process; module cases with glibc's {'default' if args.malloc_defaults else 'spikeroll train --model'} "
+          "allocator settings")
     print(f"{'case':<14} {'s/generation':>12} {'vs builtin':>10} {'vs module':>10} {'peak MiB':>9}")
     ratio = lambda a, b: f"{a['seconds'] / b['seconds']:.2f}x" if b else "-"  # noqa: E731
     for case, r in results.items():
