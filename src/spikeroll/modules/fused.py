@@ -19,6 +19,15 @@ from spikeroll import kernels
 
 if kernels.available():
 
+    @kernels.cached_njit()
+    def _correction(z, t, a, o, bias, with_bias):  # pragma: no cover
+        """One member's correction of output o at position t: Σ_k z[k, t]·a[o, k] (+ bias), summed
+        in k order (as the PyTorch path's single product does at rank 1)."""
+        d = z[0, t] * a[o, 0]
+        for k in range(1, z.shape[0]):
+            d += z[k, t] * a[o, k]
+        return d + bias if with_bias else d
+
     @kernels.cached_njit(nogil=True)
     def _expand_shared(y, z, a, bias, out, first_job, last_job):  # pragma: no cover
         """Jobs are pairs p. out[p, 0] = y + Δ_p, out[p, 1] = y − Δ_p, where
@@ -28,7 +37,7 @@ if kernels.available():
         pair's K filters/columns B_k; a (P, O, K) A_k·σ/√r; out (P, 2, R, O, S)."""
         R, O, S = y.shape
         K = z.shape[2]
-        with_bias = bias.shape[0] > 0
+        with_bias, zero = bias.shape[0] > 0, np.float32(0.0)
         for p in range(first_job, last_job):
             ap = a[p]
             for row in range(R):
@@ -43,12 +52,9 @@ if kernels.available():
                         minus[o, 0] = yr[o, 0] - d
                     continue
                 for o in range(O):
+                    c = bias[p, o] if with_bias else zero
                     for s in range(S):
-                        d = zr[0, s] * ap[o, 0]
-                        for k in range(1, K):
-                            d += zr[k, s] * ap[o, k]
-                        if with_bias:
-                            d = d + bias[p, o]
+                        d = _correction(zr, s, ap, o, c, with_bias)
                         plus[o, s] = yr[o, s] + d
                         minus[o, s] = yr[o, s] - d
 
@@ -58,20 +64,16 @@ if kernels.available():
         out[p, s, row, o, t] = y[p, s, row, o, t] ± (Σ_k xb[p, s, row, k, t]·a[p, o, k] + bias[p, o]),
         + for s = 0, − for s = 1. y (P, 2, R, O, S), xb (P, 2, R, K, S), a (P, O, K), bias (P, O)."""
         _, _, R, O, S = y.shape
-        K = xb.shape[3]
-        with_bias = bias.shape[0] > 0
+        with_bias, zero = bias.shape[0] > 0, np.float32(0.0)
         for p in range(first_job, last_job):
             ap = a[p]
             for s in range(2):
                 for row in range(R):
                     yr, zr, orow = y[p, s, row], xb[p, s, row], out[p, s, row]
                     for o in range(O):
+                        c = bias[p, o] if with_bias else zero
                         for t in range(S):
-                            d = zr[0, t] * ap[o, 0]
-                            for k in range(1, K):
-                                d += zr[k, t] * ap[o, k]
-                            if with_bias:
-                                d = d + bias[p, o]
+                            d = _correction(zr, t, ap, o, c, with_bias)
                             orow[o, t] = yr[o, t] + d if s == 0 else yr[o, t] - d
 
     @kernels.cached_njit(nogil=True)
