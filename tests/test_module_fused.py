@@ -69,6 +69,19 @@ def test_fast_leaky_only_where_it_is_exact():
     assert not neurons.FastLeaky.eligible(snn.Synaptic(alpha=0.5, beta=0.5))
 
 
+def test_fast_leaky_steps_aside_when_beta_changes_after_it_was_chosen():
+    leaky = snn.Leaky(beta=0.8, init_hidden=True)
+    fast = neurons.FastLeaky(leaky)
+    leaky.beta = torch.tensor([0.5, 0.9, 0.7])  # per-neuron now: the kernel takes scalars only
+    x = torch.randn(4, 3) * 2
+    with torch.no_grad():
+        leaky.reset_mem()
+        got = fast(x)
+        leaky.reset_mem()
+        want = type(leaky).forward(leaky, x)
+    assert torch.equal(got, want) and not fast.verified  # snnTorch's own forward ran
+
+
 def test_fast_leaky_keeps_snntorchs_forward_when_the_first_call_disagrees(monkeypatch):
     leaky = snn.Leaky(beta=0.8, init_hidden=True)
     fast = neurons.FastLeaky(leaky)

@@ -70,7 +70,13 @@ class _Pass:
 
 
 class EGGROLL:
-    """Low-rank evolution strategies for a user's nn.Module; rank=None is full-rank OpenAI-ES."""
+    """Low-rank evolution strategies for a user's nn.Module; rank=None is full-rank OpenAI-ES.
+
+    `chunk_pairs` evaluates the population that many antithetic pairs at a time (bounds memory);
+    `check` probes the first forward for modules that mix samples across the batch; `fused` runs
+    the population's elementwise work through spikeroll's CPU kernels (modules.fused, and
+    modules.neurons for snnTorch's Leaky) where they apply: CPU float32 without autograd.
+    """
 
     def __init__(self, model: nn.Module, population: int = 512, rank: int | None = 1, sigma: float = 0.05,
                  seed: int = 0, shaping: str = "centered_ranks", chunk_pairs: int | None = None,

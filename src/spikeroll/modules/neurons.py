@@ -79,7 +79,8 @@ class FastLeaky:
     def __call__(self, input_, mem=None):
         m = self.module
         state = m.mem if mem is None else mem
-        if self.disabled or not isinstance(input_, torch.Tensor) or not isinstance(state, torch.Tensor) \
+        scalars = all(_scalar(m, n) is not None for n in ("beta", "threshold", "graded_spikes_factor"))
+        if self.disabled or not scalars or not isinstance(input_, torch.Tensor) or not isinstance(state, torch.Tensor) \
                 or (m.init_hidden and mem is not None) or not fused.applies(input_, state):
             return self.own_forward(input_, mem)
         if not self.verified:
