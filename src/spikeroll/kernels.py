@@ -268,7 +268,9 @@ def run_jobs(kernel, args: tuple, jobs: int) -> None:
         kernel(*args, 0, jobs)
         return
     bounds = [jobs * w // workers for w in range(workers + 1)]
-    futures = [_pool(workers).submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    # the calling thread takes the first share itself: one thread fewer to wake and wait for
+    futures = [_pool(workers - 1).submit(kernel, *args, lo, hi) for lo, hi in zip(bounds[1:-1], bounds[2:])]
+    kernel(*args, bounds[0], bounds[1])
     for f in futures:
         f.result()
 
