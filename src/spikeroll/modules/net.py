@@ -102,7 +102,7 @@ class ModuleEvaluator:
 
     def unit_pairs(self, batch: int) -> int:
         """--chunk-pairs, else 8,192 rows (members x minibatch) at once: at population 512, minibatch 64
-        a generation in units of 64 pairs measured 0.174 s and 62 MiB against 0.237 s and 160 MiB
+        a generation in units of 64 pairs measured 0.169 s and 68 MiB against 0.214 s and 142 MiB
         for all pairs at once, and its peak memory stays flat in the population (docs/modules.md)."""
         return self.chunk_pairs or max(1, min(self.strategy.pairs, UNIT_SAMPLES // (2 * batch)))
 
