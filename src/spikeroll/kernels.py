@@ -216,6 +216,12 @@ if numba is not None:
                 acc[o, i] += sign * acc_noise[o, i]
 
 
+def as_array(t, empty=None) -> np.ndarray:
+    """A CPU tensor as the contiguous NumPy array a kernel takes (sharing its memory when it is
+    contiguous already); `empty` (a 0-size array of the right rank) when t is None."""
+    return empty if t is None else np.ascontiguousarray(t.detach().numpy())
+
+
 def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_noise=None,
                 xb=None, delta=None, next_noise=None, time_weights=None):
     """Torch front end of `_lif_project` (CPU float32 tensors): the next layer's current
@@ -229,9 +235,6 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
     """
     import torch
 
-    def arr(t, empty):
-        return empty if t is None else np.ascontiguousarray(t.detach().numpy())
-
     _, H, T, B = base.shape
     # the compiled kernel does no bounds checks: stop a shape mistake before it runs
     consistent = (weight.shape[1] == H and base.shape[0] in (1, out_members)
@@ -243,16 +246,16 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
     out = torch.empty(out_members, weight.shape[0], 1 if time_weights is not None else T, B)
     nxt = next_noise
     args = (
-        arr(base, EMPTY4), arr(xb, EMPTY4),
-        arr(None if xb is None else layer_noise.weight_a.transpose(1, 2), EMPTY3),
-        arr(None if layer_noise is None else layer_noise.bias, EMPTY2),
-        arr(delta, EMPTY4), float(beta), float(threshold), reset == "subtract",
-        arr(weight.t(), EMPTY2), arr(bias, EMPTY1),
-        arr(None if nxt is None or nxt.weight_b is None else nxt.weight_b, EMPTY3),
-        arr(None if nxt is None or nxt.weight_a is None else nxt.weight_a, EMPTY3),
-        arr(None if nxt is None or nxt.bias is None else nxt.bias, EMPTY2),
-        arr(None if nxt is None or nxt.weight_full is None else nxt.weight_full.transpose(1, 2), EMPTY3),
-        arr(time_weights, EMPTY1), out.numpy(),
+        as_array(base, EMPTY4), as_array(xb, EMPTY4),
+        as_array(None if xb is None else layer_noise.weight_a.transpose(1, 2), EMPTY3),
+        as_array(None if layer_noise is None else layer_noise.bias, EMPTY2),
+        as_array(delta, EMPTY4), float(beta), float(threshold), reset == "subtract",
+        as_array(weight.t(), EMPTY2), as_array(bias, EMPTY1),
+        as_array(None if nxt is None or nxt.weight_b is None else nxt.weight_b, EMPTY3),
+        as_array(None if nxt is None or nxt.weight_a is None else nxt.weight_a, EMPTY3),
+        as_array(None if nxt is None or nxt.bias is None else nxt.bias, EMPTY2),
+        as_array(None if nxt is None or nxt.weight_full is None else nxt.weight_full.transpose(1, 2), EMPTY3),
+        as_array(time_weights, EMPTY1), out.numpy(),
     )
     run_jobs(_lif_project, args, out_members * -(-B // BLOCK))
     return out

@@ -56,7 +56,7 @@ def keep_freed_memory() -> bool:
     """Ask glibc to keep freed blocks of up to 32 MiB for reuse instead of giving them back to the
     OS. Why: a population forward of a user's module allocates a fresh N·B-row tensor at every
     step of every layer; with glibc's defaults many of them are unmapped when freed and faulted
-    back in page by page at the next step (about 27,000 page faults per generation of the dense
+    back in page by page at the next step (about 25,000 page faults per generation of the dense
     snnTorch network at population 512). The cost: the process keeps its peak heap. No-op (False)
     off glibc, or where the user set MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_ themselves."""
     import os

@@ -116,7 +116,7 @@ class EGGROLL:
         leading member axis: (N, ...) with the rest as the model returns it for B samples."""
         pairs = range(self.strategy.pairs) if pairs is None else pairs
         chunk = self.chunk_pairs or len(pairs)
-        memos = [SharedOutputs(m, None) for _, m in self._layers] if self.fused and len(pairs) > chunk else []
+        memos = [SharedOutputs(m) for _, m in self._layers] if self.fused and len(pairs) > chunk else []
         outs = [self._forward_pairs(range(s, min(s + chunk, pairs.stop)), args, kwargs, memos)
                 for s in range(pairs.start, pairs.stop, chunk)]
         return _tree(lambda *ts: torch.cat(ts), *outs)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from spikeroll import kernels
+from spikeroll.kernels import as_array
 
 if kernels.available():
 
@@ -132,7 +133,7 @@ if kernels.available():
             hi = min(n, lo + LEAKY_BLOCK)
             c, nm, sp = current[lo:hi], new_mem[lo:hi], spikes[lo:hi]
             m_in = mem[lo:hi] if not rest else mem
-            for i in range(hi - lo):  # one loop per mode, so that each vectorises without branches
+            for i in range(hi - lo):  # mode and rest do not change in the loop: the compiler hoists them
                 m = zero if rest else m_in[i]
                 r = np.float32(m - threshold > zero)
                 if mode == 0:
@@ -146,17 +147,12 @@ if kernels.available():
 
 
 LEAKY_BLOCK = 1 << 16  # elements per job: large enough that a job's overhead vanishes
-_EMPTY1, _EMPTY2 = np.zeros(0, np.float32), np.zeros((0, 0), np.float32)
 
 
 def applies(*tensors: torch.Tensor) -> bool:
     """Whether the kernels can take these tensors: numba present, CPU, float32, no autograd."""
     return kernels.available() and not torch.is_grad_enabled() and all(
         t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return t.contiguous().numpy()
 
 
 def expand_shared(y: torch.Tensor, z: torch.Tensor, a: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -169,7 +165,7 @@ def expand_shared(y: torch.Tensor, z: torch.Tensor, a: torch.Tensor, bias: torch
         raise ValueError(f"expand_shared: inconsistent shapes y {tuple(y.shape)}, z {tuple(z.shape)}, "
                          f"a {tuple(a.shape)}")
     out = torch.empty(P, 2, R, O, S)
-    args = (_np(y), _np(z), _np(a), _EMPTY2 if bias is None else _np(bias), out.numpy())
+    args = (as_array(y), as_array(z), as_array(a), as_array(bias, kernels.EMPTY2), out.numpy())
     kernels.run_jobs(_expand_shared, args, P)
     return out
 
@@ -182,7 +178,7 @@ def leaky_step(current: torch.Tensor, mem: torch.Tensor | None, beta: float, thr
         raise ValueError(f"leaky_step: membrane {tuple(mem.shape)} and current {tuple(current.shape)} differ")
     new_mem, spikes = (torch.empty_like(current, memory_format=torch.contiguous_format) for _ in range(2))
     f32 = np.float32
-    args = (_np(current).reshape(-1), _EMPTY1 if mem is None else _np(mem).reshape(-1), f32(beta), f32(threshold),
+    args = (as_array(current).reshape(-1), as_array(mem, kernels.EMPTY1).reshape(-1), f32(beta), f32(threshold),
             f32(graded), int(mode), new_mem.numpy().reshape(-1), spikes.numpy().reshape(-1))
     kernels.run_jobs(_leaky, args, -(-current.numel() // LEAKY_BLOCK))
     return new_mem, spikes
@@ -195,8 +191,8 @@ def add_low_rank(y: torch.Tensor, xb: torch.Tensor, a: torch.Tensor, bias: torch
     O, K = y.shape[1], xb.shape[1]
     shape = (pairs, 2, y.shape[0] // (2 * pairs))
     out = torch.empty(y.shape)
-    args = (_np(y).reshape(*shape, O, -1), _np(xb).reshape(*shape, K, -1), _np(a),
-            _EMPTY2 if bias is None else _np(bias), out.numpy().reshape(*shape, O, -1))
+    args = (as_array(y).reshape(*shape, O, -1), as_array(xb).reshape(*shape, K, -1), as_array(a),
+            as_array(bias, kernels.EMPTY2), out.numpy().reshape(*shape, O, -1))
     kernels.run_jobs(_add_low_rank, args, pairs)
     return out
 
@@ -208,14 +204,14 @@ def conv_project(module, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor | Non
     if module.padding_mode != "zeros" or isinstance(module.padding, str):
         return None
     two_d = isinstance(module, torch.nn.Conv2d)
-    pick = (lambda v: tuple(v)) if two_d else (lambda v, one=1: (one, v[0]))
-    zero_pad = (lambda v: tuple(v)) if two_d else (lambda v: (0, v[0]))
+    as_2d = (lambda v, _: tuple(v)) if two_d else (lambda v, height: (height, v[0]))  # Conv1d: a height-1 image
     x4 = x if two_d else x.unsqueeze(2)
-    kernel = module.kernel_size if two_d else (1, module.kernel_size[0])
+    kernel, stride = as_2d(module.kernel_size, 1), as_2d(module.stride, 1)
+    padding, dilation = as_2d(module.padding, 0), as_2d(module.dilation, 1)
     sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
-             zip(x4.shape[2:], zero_pad(module.padding), pick(module.dilation), kernel, pick(module.stride))]
+             zip(x4.shape[2:], padding, dilation, kernel, stride)]
     xb = torch.empty(x4.shape[0], b.shape[2], sizes[0] * sizes[1])
-    args = (_np(x4), _np(b), np.array(pick(module.stride)), np.array(zero_pad(module.padding)),
-            np.array(pick(module.dilation)), np.array(kernel), xb.numpy())
+    geometry = (np.array(stride), np.array(padding), np.array(dilation), np.array(kernel))
+    args = (as_array(x4), as_array(b), *geometry, xb.numpy())
     kernels.run_jobs(_conv_project, args, b.shape[0])
     return xb.view(x4.shape[0], b.shape[2], *(sizes if two_d else sizes[1:]))

@@ -115,16 +115,14 @@ def per_member_low_rank(module, x, y, weight_noise, bias_noise, pairs: int) -> t
     the fused kernels (CPU float32): x·B_k (a batched product, or the conv kernel), then y ± the
     correction written once. None where the conv kernel does not apply."""
     a, b = weight_noise
-    if isinstance(module, nn.Linear):
+    if isinstance(module, nn.Linear):  # rows of every leading axis, one output position each
         xb = torch.bmm(x.reshape(pairs, -1, x.shape[-1]), b).reshape(-1, b.shape[-1], 1)
+        own = y.reshape(-1, y.shape[-1], 1)
     else:
-        xb = fused.conv_project(module, x, b)
+        xb, own = fused.conv_project(module, x, b), y
         if xb is None:
             return None
-    width = y.shape[-1] if isinstance(module, nn.Linear) else y.shape[1]
-    members = fused.add_low_rank(y.reshape(-1, width, 1) if isinstance(module, nn.Linear) else y, xb, a, bias_noise,
-                                 pairs)
-    return members.reshape(y.shape)
+    return fused.add_low_rank(own, xb, a, bias_noise, pairs).reshape(y.shape)
 
 
 def combine(y: torch.Tensor, delta: torch.Tensor, pairs: int, shared: bool) -> torch.Tensor:
@@ -155,12 +153,13 @@ class SharedOutputs:
     shared call of a slice is answered from the i-th of the first slice only when its input is
     equal to the one remembered; any other call runs the layer itself."""
 
-    def __init__(self, module: nn.Module, is_shared):
-        self.module, self.is_shared = module, is_shared  # is_shared(x): whether x has the minibatch's rows
+    def __init__(self, module: nn.Module):
+        self.module = module
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.index = 0
+        self.is_shared, self.index = None, 0
 
     def start_slice(self, is_shared) -> None:
+        """A new slice of pairs; is_shared(x): whether x has the minibatch's rows."""
         self.is_shared, self.index = is_shared, 0
 
     def __call__(self, x, *args, **kwargs):

@@ -20,7 +20,8 @@ from torch import nn
 
 from spikeroll.modules import fused
 
-MODES = {0: 0, 1: 1, 2: 2}  # snnTorch's reset_mechanism_val: subtract, zero, none (fused.leaky_step's mode)
+MODES = (0, 1, 2)  # snnTorch's reset_mechanism_val (subtract, zero, none), which fused.leaky_step takes as is
+SCALARS = ("beta", "threshold", "graded_spikes_factor")
 
 
 def _is_snntorch_leaky(module: nn.Module) -> bool:
@@ -28,11 +29,10 @@ def _is_snntorch_leaky(module: nn.Module) -> bool:
     return cls.__name__ == "Leaky" and cls.__module__.startswith("snntorch")
 
 
-def _scalar(module: nn.Module, name: str):
-    value = getattr(module, name, None)
-    if isinstance(value, torch.Tensor):
-        return None if value.numel() != 1 or value.requires_grad else value.detach().reshape(())
-    return None
+def _scalars(module: nn.Module) -> bool:
+    """Whether β, threshold and graded factor are single numbers that are not being trained."""
+    values = [getattr(module, name, None) for name in SCALARS]
+    return all(isinstance(v, torch.Tensor) and v.numel() == 1 and not v.requires_grad for v in values)
 
 
 def _mode(module: nn.Module) -> int | None:
@@ -70,8 +70,7 @@ class FastLeaky:
         simple = (not getattr(module, "inhibition", True) and not getattr(module, "state_quant", True)
                   and getattr(module, "reset_delay", False) is True
                   and _mode(module) in MODES)
-        scalars = all(_scalar(module, n) is not None for n in ("beta", "threshold", "graded_spikes_factor"))
-        return simple and scalars and _heaviside_spikes(module.spike_grad)
+        return simple and _scalars(module) and _heaviside_spikes(module.spike_grad)
 
     def own_forward(self, *args, **kwargs):
         return type(self.module).forward(self.module, *args, **kwargs)
@@ -79,9 +78,9 @@ class FastLeaky:
     def __call__(self, input_, mem=None):
         m = self.module
         state = m.mem if mem is None else mem
-        scalars = all(_scalar(m, n) is not None for n in ("beta", "threshold", "graded_spikes_factor"))
-        if self.disabled or not scalars or not isinstance(input_, torch.Tensor) or not isinstance(state, torch.Tensor) \
-                or (m.init_hidden and mem is not None) or not fused.applies(input_, state):
+        tensors = isinstance(input_, torch.Tensor) and isinstance(state, torch.Tensor)
+        if self.disabled or not tensors or not _scalars(m) or (m.init_hidden and mem is not None) \
+                or not fused.applies(input_, state):
             return self.own_forward(input_, mem)
         if not self.verified:
             return self._first_call(input_, mem)
@@ -94,7 +93,7 @@ class FastLeaky:
         state = m.mem if m.mem.shape == input_.shape else None  # None: from rest, as snnTorch's zeros_like
         beta = float(m.beta.clamp(0, 1))
         m.mem, spikes = fused.leaky_step(input_, state, beta, float(m.threshold), float(m.graded_spikes_factor),
-                                         MODES[_mode(m)])
+                                         _mode(m))
         if m.output or not m.init_hidden:
             return spikes, m.mem
         return spikes
