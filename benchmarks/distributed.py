@@ -25,10 +25,10 @@ import time
 import torch
 
 from spikeroll.api import load_data
-from spikeroll.callbacks import Callback
 from spikeroll.config import TrainConfig
-from spikeroll.distributed import peak_rss_bytes
-from spikeroll.train import Trainer
+from spikeroll.training.callbacks import Callback
+from spikeroll.training.distributed import peak_rss_bytes
+from spikeroll.training.trainer import Trainer
 
 CORES = os.cpu_count() or 1
 MODES = {"single": dict(workers=0), "ray1": dict(workers=1, threads_per_worker=CORES),
@@ -94,9 +94,9 @@ def run_mode(cfg: TrainConfig, data, mode: str, kill_at: int | None = None) -> d
 def unit_size_check(batch: int = 128, population: int = 128) -> list[str]:
     """Whether the population's fitness floats depend on the unit size or on the thread count
     (digits-sized input, random frames; both the fused kernel and the PyTorch path)."""
-    from spikeroll.evaluators import LocalEvaluator
-    from spikeroll.model import SpikingNet
-    from spikeroll.strategies import EvolutionStrategy
+    from spikeroll.es.evaluators import LocalEvaluator
+    from spikeroll.es.strategies import EvolutionStrategy
+    from spikeroll.nets.model import SpikingNet
 
     gen = torch.Generator().manual_seed(0)
     frames = (torch.rand(batch, 10, 2, 34, 34, generator=gen) < 0.1).to(torch.uint8)
@@ -126,9 +126,9 @@ def unit_size_check(batch: int = 128, population: int = 128) -> list[str]:
 def measure_constants(batch: int, hiddens=(128, 512, 2048), unit=128) -> dict:
     """Single-thread seconds per unit (a + b·pairs) and per pair of the driver's update, per hidden
     width; Ray's per-unit round trip and θ's put+get throughput."""
-    from spikeroll.evaluators import LocalEvaluator
-    from spikeroll.model import SpikingNet
-    from spikeroll.strategies import EvolutionStrategy
+    from spikeroll.es.evaluators import LocalEvaluator
+    from spikeroll.es.strategies import EvolutionStrategy
+    from spikeroll.nets.model import SpikingNet
 
     torch.set_num_threads(1)
     frames = (torch.rand(batch, 10, 2, 34, 34) < 0.1).to(torch.uint8)

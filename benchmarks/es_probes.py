@@ -40,11 +40,12 @@ import torch
 
 from spikeroll import TrainConfig
 from spikeroll.api import load_data
-from spikeroll.callbacks import Callback
-from spikeroll.evaluation import accuracy
-from spikeroll.fitness import member_fitness
-from spikeroll.strategies import EvolutionStrategy
-from spikeroll.train import Trainer, load_trained
+from spikeroll.es.fitness import member_fitness
+from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.training.callbacks import Callback
+from spikeroll.training.evaluation import accuracy
+from spikeroll.training.rundir import load_trained
+from spikeroll.training.trainer import Trainer
 
 DECAYS = (0.99, 0.995, 0.998, 0.999)
 REPORT_EVERY = 250
@@ -116,8 +117,8 @@ def per_sample_estimate(a, b, diff, x):
 
 def readout_features(net, frames: torch.Tensor) -> torch.Tensor:
     """(B, H) time-weighted spikes of the last hidden layer: the membrane readout's logits are
-    features·Wᵀ + b·Σ_t w_t (`spikeroll.model.readout_weights`)."""
-    from spikeroll.model import readout_weights
+    features·Wᵀ + b·Σ_t w_t (`spikeroll.nets.model.readout_weights`)."""
+    from spikeroll.nets.model import readout_weights
 
     spikes = net.spike_trains(frames)[-1]  # (T, B, H)
     return torch.einsum("t,tbh->bh", readout_weights(len(spikes), net.beta, spikes.dtype), spikes)
@@ -141,7 +142,7 @@ def fit_readout(features, labels, weight, bias, bias_scale: float, penalty: floa
 
 @torch.no_grad()
 def probe_refit(run_dir: str, penalties=(0.0, 1e-4, 1e-3, 1e-2)) -> None:
-    from spikeroll.model import readout_weights
+    from spikeroll.nets.model import readout_weights
 
     cfg, net = load_trained(run_dir)
     if net.readout != "membrane":
@@ -167,8 +168,8 @@ def probe_refit(run_dir: str, penalties=(0.0, 1e-4, 1e-3, 1e-2)) -> None:
 
 
 def probe_align(run_dir: str, population: int = 2048, sigma: float = 0.01, repeats: int = 4) -> None:
-    from spikeroll.strategies import shape_fitness
-    from spikeroll.train import batch_indices
+    from spikeroll.data.minibatch import batch_indices
+    from spikeroll.es.strategies import shape_fitness
 
     cfg, net = load_trained(run_dir)
     data = load_data(cfg, progress=False)

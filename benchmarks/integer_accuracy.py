@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 from spikeroll.api import load_data
-from spikeroll.evaluation import accuracy
-from spikeroll.integer import IntegerNet
-from spikeroll.train import load_trained
+from spikeroll.nets.integer import IntegerNet
+from spikeroll.training.evaluation import accuracy
+from spikeroll.training.rundir import load_trained
 
 
 def ptq_accuracies(run_dir: Path, data_dir: str) -> dict[int, float]:

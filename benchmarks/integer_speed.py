@@ -19,8 +19,8 @@ import time
 
 import torch
 
-from spikeroll.bench import BenchConfig, synthetic_data, train_config
-from spikeroll.train import Trainer
+from spikeroll.tools.bench import BenchConfig, synthetic_data, train_config
+from spikeroll.training.trainer import Trainer
 
 CASES = {  # name -> TrainConfig overrides
     "float eggroll": {},

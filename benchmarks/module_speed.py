@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spikeroll.bench import BenchConfig, _PeakMeter, _timed, run_case, synthetic_data
-from spikeroll.isolate import run_isolated
 from spikeroll.memory import keep_freed_memory
+from spikeroll.tools.bench import BenchConfig, _PeakMeter, _timed, run_case, synthetic_data
+from spikeroll.tools.isolate import run_isolated
 
 CASES = ("builtin", "module", "module-torch", "module-openes", "evotorch")
 
@@ -74,7 +74,7 @@ class TorchDense(nn.Module):
 
 
 def module_work(cfg: BenchConfig, case: str):
-    from spikeroll.fitness import member_fitness
+    from spikeroll.es.fitness import member_fitness
     from spikeroll.modules import EGGROLL
 
     data = synthetic_data(cfg).train
@@ -126,7 +126,7 @@ def run(cfg: BenchConfig, case: str, malloc_defaults: bool = False) -> dict:
 
 
 def measure(cfg: BenchConfig, case: str, malloc_defaults: bool = False) -> dict:
-    """One case in a fresh process (spikeroll.isolate), so each has its own peak memory."""
+    """One case in a fresh process (spikeroll.tools.isolate), so each has its own peak memory."""
     outcome = run_isolated(run, cfg, case, malloc_defaults)
     if not outcome.ok:
         raise SystemExit(f"case {case} failed: {outcome.failure}")

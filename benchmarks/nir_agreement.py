@@ -28,7 +28,7 @@ import torch
 from spikeroll.api import load_data
 from spikeroll.interop.nir import NIRExportWarning, export_graph, import_graph, write_graph
 from spikeroll.interop.readers import to_snntorch
-from spikeroll.train import load_trained
+from spikeroll.training.rundir import load_trained
 
 SPIKE_SAMPLE = 100  # recordings whose spikes are compared neuron by neuron
 

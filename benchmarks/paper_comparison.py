@@ -6,7 +6,7 @@ Usage: python benchmarks/paper_comparison.py [--hidden 128,512,2048] [--ranks 1,
            [--threads N] [--device cpu] [--quick] [--out benchmarks/results]
 
 Writes <out>/paper_comparison.md (a Markdown table), <out>/paper_comparison.png (matplotlib) and
-<out>/paper_comparison.json (raw numbers). Each (width, method) cell is one `spikeroll.bench` case
+<out>/paper_comparison.json (raw numbers). Each (width, method) cell is one `spikeroll.tools.bench` case
 run in a fresh process: warm-up, then the median of --repeats generations; peak memory is the RSS
 the timed generations add (see spikeroll/bench.py). The defaults (population 128, 2 repeats) keep
 the whole run to a few minutes on 2 CPU cores; --quick (population 32, 1 repeat, widths 128,512)
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from spikeroll.bench import BenchConfig, chunk_pairs, full_rank_noise_bytes, measure_case
+from spikeroll.tools.bench import BenchConfig, chunk_pairs, full_rank_noise_bytes, measure_case
 
 
 def widths(text: str) -> list[int]:

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from spikeroll.atomic import atomic_write
-from spikeroll.checkpoint import load_checkpoint, save_checkpoint
 from spikeroll.data import cache
+from spikeroll.training.rundir import load_checkpoint, save_checkpoint
 
 
 def test_atomic_write_failure_keeps_the_old_file(tmp_path):

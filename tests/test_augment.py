@@ -2,10 +2,10 @@
 
 import torch
 
-from spikeroll.augment import augment_frames, shift_frames, shifts
 from spikeroll.data import Split
-from spikeroll.evaluation import accuracy
-from spikeroll.model import SpikingNet
+from spikeroll.data.augment import augment_frames, shift_frames, shifts
+from spikeroll.nets.model import SpikingNet
+from spikeroll.training.evaluation import accuracy
 
 
 def shifted_reference(sample, dy, dx):

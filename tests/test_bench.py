@@ -7,9 +7,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from spikeroll import bench
-from spikeroll.bench import BenchConfig, frame_shape, full_rank_noise_bytes
 from spikeroll.cli import main
+from spikeroll.tools import bench
+from spikeroll.tools.bench import BenchConfig, frame_shape, full_rank_noise_bytes
 
 # Small but not tiny: each case allocates a few MiB, well above RSS accounting granularity.
 TINY = ["--hidden", "64", "--population", "16", "--batch-size", "8", "--time-bins", "4", "--input", "2000",

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikeroll.checkpoint import load_checkpoint
-from spikeroll.model import FastSigmoidSpike, SpikingNet
-from spikeroll.train import Trainer
+from spikeroll.nets.model import FastSigmoidSpike, SpikingNet
+from spikeroll.training.rundir import load_checkpoint
+from spikeroll.training.trainer import Trainer
 
 from test_train import metrics, small_config, synthetic_data
 
@@ -18,7 +18,7 @@ def fast_sigmoid(x, slope):
 
 
 def reference_loss(params, frames, labels, beta, threshold, reset, readout, slope, anchor=None):
-    """Plain float64 network, written out without autograd or spikeroll.model.
+    """Plain float64 network, written out without autograd or spikeroll.nets.model.
 
     The surrogate gradient is, by definition, the exact gradient of the network in which each
     spike s = H(x) (x = v − θ) is replaced by H(x*) + σ(x) − σ(x*), x* being the value x takes in

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from spikeroll.callbacks import Callback, TensorBoardCallback
-from spikeroll.train import Trainer
+from spikeroll.training.callbacks import Callback, TensorBoardCallback
+from spikeroll.training.trainer import Trainer
 
 from test_train import metrics, small_config, synthetic_data
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from spikeroll.errors import SpikerollError
-from spikeroll.model import SpikingNet
+from spikeroll.es.strategies import EvolutionStrategy, shape_fitness
+from spikeroll.nets.model import SpikingNet
 from spikeroll.noise import counter_seed, pair_normals
-from spikeroll.strategies import EvolutionStrategy, shape_fitness
 
 
 def tiny_net(readout="membrane", reset="subtract", sizes=(12, 7, 5, 3)):
@@ -155,7 +155,7 @@ def test_strategy_rejects_bad_population_or_rank(population, rank):
 
 def test_pool_frames_hand_worked():
     """2x2 average pooling of a 3x3 frame: edge blocks average only the pixels they hold."""
-    from spikeroll.model import input_features, pool_frames
+    from spikeroll.nets.model import input_features, pool_frames
 
     frame = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     got = pool_frames(frame.view(1, 1, 1, 3, 3), 2)[0, 0, 0]

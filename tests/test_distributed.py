@@ -21,12 +21,13 @@ import torch
 ray = pytest.importorskip("ray")
 
 from spikeroll.api import load_data, train_run  # noqa: E402
-from spikeroll.callbacks import Callback  # noqa: E402
-from spikeroll.checkpoint import load_checkpoint  # noqa: E402
 from spikeroll.config import TrainConfig  # noqa: E402
+from spikeroll.data.minibatch import minibatch  # noqa: E402
 from spikeroll.errors import SpikerollError  # noqa: E402
-from spikeroll.estimators import build_estimator  # noqa: E402
-from spikeroll.train import make_network, minibatch  # noqa: E402
+from spikeroll.training.callbacks import Callback  # noqa: E402
+from spikeroll.training.estimator import build_estimator  # noqa: E402
+from spikeroll.training.factories import make_network  # noqa: E402
+from spikeroll.training.rundir import load_checkpoint  # noqa: E402
 
 # a short digits run: 32 pairs in units of 4 pairs (8 units, more than any worker count here),
 # augmented minibatches (the workers must rebuild them exactly), a checkpoint every 2 generations

@@ -28,7 +28,7 @@ def test_per_sample_estimate_averages_pairs_and_sums_samples(benchmark_script):
 
 def test_readout_features_give_the_networks_logits(benchmark_script):
     """The refit probe's features: features·Wᵀ + b·Σ_t w_t must be the network's own logits."""
-    from spikeroll.model import SpikingNet
+    from spikeroll.nets.model import SpikingNet
 
     probes = benchmark_script("es_probes")
     net = SpikingNet([12, 9, 7, 4], beta=0.8, threshold=0.5, init_gain=3.0, seed=2)

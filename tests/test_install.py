@@ -59,7 +59,7 @@ def test_installed_read_only_package_trains_from_another_directory(tmp_path):
 
 def test_kernel_cache_folder_follows_spikeroll_cache_then_falls_back(tmp_path, monkeypatch):
     numba = pytest.importorskip("numba")
-    from spikeroll import kernels
+    from spikeroll.nets import kernels
 
     monkeypatch.setattr(numba.config, "CACHE_DIR", "")  # the user chose no folder
     monkeypatch.setenv("SPIKEROLL_CACHE", str(tmp_path / "cache"))
@@ -67,8 +67,10 @@ def test_kernel_cache_folder_follows_spikeroll_cache_then_falls_back(tmp_path, m
     blocker = tmp_path / "a-file"
     blocker.write_text("")  # a folder cannot be made inside a file, even by root
     monkeypatch.setenv("SPIKEROLL_CACHE", str(blocker))
+    (tmp_path / "tmp").mkdir()  # the system temp folder
     monkeypatch.setattr(kernels.tempfile, "tempdir", str(tmp_path / "tmp"))
     assert kernels.jit_cache_dir() == str(tmp_path / "tmp" / f"spikeroll-{os.getuid()}" / "numba")
+    assert (tmp_path / "tmp" / f"spikeroll-{os.getuid()}").stat().st_mode & 0o777 == 0o700
     monkeypatch.setattr(kernels.tempfile, "tempdir", str(blocker))
     assert kernels.jit_cache_dir() is None  # nowhere to write: the kernels compile without a cache
     monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "mine"))  # NUMBA_CACHE_DIR wins
@@ -77,7 +79,7 @@ def test_kernel_cache_folder_follows_spikeroll_cache_then_falls_back(tmp_path, m
 
 def test_cached_njit_caches_in_spikeroll_cache_and_leaves_numba_setting(tmp_path, monkeypatch):
     numba = pytest.importorskip("numba")
-    from spikeroll import kernels
+    from spikeroll.nets import kernels
 
     monkeypatch.setattr(numba.config, "CACHE_DIR", "")
     monkeypatch.setenv("SPIKEROLL_CACHE", str(tmp_path))
@@ -88,3 +90,32 @@ def test_cached_njit_caches_in_spikeroll_cache_and_leaves_numba_setting(tmp_path
 
     assert numba.config.CACHE_DIR == "" and twice(21) == 42  # compiled, and saved on first call
     assert list((tmp_path / "numba").rglob("*twice*.nbi"))
+
+
+@pytest.mark.parametrize("plant", ["world-writable", "other-owner", "symlink"])
+def test_kernel_cache_fallback_refuses_a_planted_folder(tmp_path, monkeypatch, plant):
+    """Another user who creates spikeroll-<uid> in the shared temp folder first must not get their
+    pickled cache files loaded: such a folder is refused and the kernels compile in memory."""
+    numba = pytest.importorskip("numba")
+    from spikeroll.nets import kernels
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SPIKEROLL_CACHE", str(blocker))  # spikeroll's own folder is unusable
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(kernels.tempfile, "tempdir", str(shared))
+    planted = shared / f"spikeroll-{os.getuid()}"
+    if plant == "symlink":
+        (tmp_path / "elsewhere").mkdir()
+        planted.symlink_to(tmp_path / "elsewhere")
+    else:
+        planted.mkdir()
+        os.chmod(planted, 0o777)
+        if plant == "other-owner":
+            if os.getuid() != 0:
+                pytest.skip("needs root to give the folder to another user")
+            os.chmod(planted, 0o700)
+            os.chown(planted, 12345, 12345)
+    assert kernels.jit_cache_dir() is None

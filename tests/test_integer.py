@@ -2,7 +2,7 @@
 
 The reference below is written from Lava's bit-accurate CPU models (lava-nc/lava
 src/lava/proc/lif/models.py `AbstractPyLifModelFixed`, src/lava/proc/dense/models.py
-`AbstractPyDenseModelBitAcc`) and from the documented conventions of spikeroll.integer (weight
+`AbstractPyDenseModelBitAcc`) and from the documented conventions of spikeroll.nets.integer (weight
 step, exponents, input pooling, member noise); it shares no code with the model, and runs one
 neuron at a time in Python integers.
 """
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from spikeroll.errors import SpikerollError
-from spikeroll.integer import IntegerNet
-from spikeroll.strategies import EvolutionStrategy
+from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.nets.integer import IntegerNet
 
 
 def ref_step_exponent(w, bits):

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from spikeroll.checkpoint import load_checkpoint
 from spikeroll.config import TrainConfig
-from spikeroll.egg import EGGEstimator
 from spikeroll.errors import SpikerollError
-from spikeroll.integer import IntegerNet, export_loihi, loihi_parameters
-from spikeroll.model import SpikingNet
-from spikeroll.strategies import EvolutionStrategy
-from spikeroll.train import Trainer
+from spikeroll.es.egg import EGGEstimator
+from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.nets.integer import IntegerNet, export_loihi, loihi_parameters
+from spikeroll.nets.model import SpikingNet
+from spikeroll.training.rundir import load_checkpoint
+from spikeroll.training.trainer import Trainer
 
 from test_train import synthetic_data
 

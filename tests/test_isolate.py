@@ -6,7 +6,7 @@ import sys
 import time
 
 import spikeroll.errors
-from spikeroll.isolate import Outcome, run_isolated
+from spikeroll.tools.isolate import Outcome, run_isolated
 
 import isolate_children as kids
 

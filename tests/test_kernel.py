@@ -1,14 +1,14 @@
-"""The fused CPU kernel (spikeroll.kernels) against the brute-force reference and the PyTorch path."""
+"""The fused CPU kernel (spikeroll.nets.kernels) against the brute-force reference and the PyTorch path."""
 
 import json
 
 import pytest
 import torch
 
-from spikeroll import kernels
-from spikeroll.model import SpikingNet
-from spikeroll.strategies import EvolutionStrategy
-from spikeroll.train import Trainer
+from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.nets import kernels
+from spikeroll.nets.model import SpikingNet
+from spikeroll.training.trainer import Trainer
 
 from test_core import explicit_member_params, reference_logits
 from test_train import small_config, synthetic_data

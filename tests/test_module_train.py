@@ -10,8 +10,8 @@ import torch
 from spikeroll import TrainConfig, evaluate_run, train_run
 from spikeroll.errors import SpikerollError
 from spikeroll.modules.net import load_factory
-from spikeroll.plot import plot_runs
-from spikeroll.train import load_trained
+from spikeroll.tools.plot import plot_runs
+from spikeroll.training.rundir import load_trained
 
 pytest.importorskip("snntorch")
 

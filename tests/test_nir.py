@@ -27,7 +27,7 @@ from spikeroll.interop.nir import (  # noqa: E402
     write_graph,
 )
 from spikeroll.interop.readers import to_snntorch  # noqa: E402
-from spikeroll.model import SpikingNet  # noqa: E402
+from spikeroll.nets.model import SpikingNet  # noqa: E402
 
 from test_train import synthetic_data  # noqa: E402
 
@@ -233,7 +233,7 @@ def test_a_graph_trains_from_init_from(tmp_path):
                       eval_every=4, checkpoint_every=4, sigma=0.1, lr=0.05, device="cpu")
     report = train_run(cfg, tmp_path / "run", data=synthetic_data(), progress=False)
     assert report["generations"] == 4
-    from spikeroll.train import load_trained
+    from spikeroll.training.rundir import load_trained
 
     cfg_saved, trained = load_trained(tmp_path / "run")
     assert cfg_saved.hidden == [16] and cfg_saved.readout == "spikes" and cfg_saved.reset == "zero"
@@ -376,7 +376,7 @@ def test_cli_export_then_eval(tmp_path):
 
     from spikeroll.cli import main
     from spikeroll.config import TrainConfig
-    from spikeroll.train import Trainer
+    from spikeroll.training.trainer import Trainer
 
     cfg = TrainConfig(hidden=[8], population=8, batch_size=16, generations=2, time_bins=4, device="cpu")
     Trainer(cfg, tmp_path / "run", synthetic_data()).run(progress=False)  # subtract reset, the default
@@ -395,7 +395,7 @@ def test_cli_export_then_eval(tmp_path):
 def test_eval_of_a_graph_equals_the_network_it_came_from(tmp_path):
     from spikeroll.api import evaluate_run, load_data
     from spikeroll.config import TrainConfig
-    from spikeroll.evaluation import accuracy
+    from spikeroll.training.evaluation import accuracy
 
     net = SpikingNet([2312, 32, 10], reset="zero", init_gain=4.0, seed=2)
     path = write_graph(export_graph(net, metadata={"dataset": "digits", "time_bins": 10}), tmp_path / "n.nir")

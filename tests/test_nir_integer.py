@@ -11,10 +11,11 @@ import torch
 
 nir = pytest.importorskip("nir")
 
-from spikeroll.checkpoint import load_checkpoint  # noqa: E402
+from spikeroll.api import export_run  # noqa: E402
 from spikeroll.errors import SpikerollError  # noqa: E402
-from spikeroll.interop.nir import export_integer_graph, export_run, write_graph  # noqa: E402
-from spikeroll.train import Trainer, load_trained  # noqa: E402
+from spikeroll.interop.nir import export_integer_graph, write_graph  # noqa: E402
+from spikeroll.training.rundir import load_checkpoint, load_trained  # noqa: E402
+from spikeroll.training.trainer import Trainer  # noqa: E402
 
 from test_integer import ref_quantise  # noqa: E402
 from test_integer_training import int_config  # noqa: E402
@@ -134,6 +135,6 @@ def test_export_command_writes_integer_runs_and_refuses_other_networks(tmp_path,
     run, _ = train(tmp_path, 4, 1)
     result = CliRunner().invoke(main, ["export", str(run)])
     assert result.exit_code == 0 and (run / "network.nir").exists()
-    monkeypatch.setattr("spikeroll.train.load_trained", lambda run_dir: (None, torch.nn.Linear(2, 2)))
+    monkeypatch.setattr("spikeroll.api.load_trained", lambda run_dir: (None, torch.nn.Linear(2, 2)))
     with pytest.raises(SpikerollError, match="holds a Linear; spikeroll export writes"):
         export_run(run)

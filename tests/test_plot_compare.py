@@ -7,9 +7,9 @@ import pytest
 from click.testing import CliRunner
 
 from spikeroll.cli import main
-from spikeroll.compare import compare_runs
 from spikeroll.errors import SpikerollError
-from spikeroll.train import Trainer
+from spikeroll.tools.compare import compare_runs
+from spikeroll.training.trainer import Trainer
 
 from test_train import small_config, synthetic_data
 
@@ -36,7 +36,7 @@ def finished_runs(tmp_path_factory):
 
 
 def test_plot_writes_curves_and_rasters(finished_runs, tmp_path):
-    from spikeroll.plot import plot_runs
+    from spikeroll.tools.plot import plot_runs
 
     root, data = finished_runs
     written = plot_runs([root / "es", root / "bp"], tmp_path / "plots", data=data)
@@ -63,7 +63,7 @@ def test_missing_matplotlib_is_one_clear_line(finished_runs, tmp_path, monkeypat
 
 
 def test_raster_sample_out_of_range(finished_runs, tmp_path):
-    from spikeroll.plot import spike_raster
+    from spikeroll.tools.plot import spike_raster
 
     root, data = finished_runs
     with pytest.raises(SpikerollError, match="--sample 999"):

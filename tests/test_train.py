@@ -7,11 +7,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from spikeroll.checkpoint import load_checkpoint
 from spikeroll.config import TrainConfig
+from spikeroll.data.minibatch import batch_indices
 from spikeroll.errors import SpikerollError
-from spikeroll.fitness import member_fitness
-from spikeroll.train import Trainer, batch_indices
+from spikeroll.es.fitness import member_fitness
+from spikeroll.training.rundir import load_checkpoint
+from spikeroll.training.trainer import Trainer
 
 
 def synthetic_data(n=120, seed=0):
@@ -83,7 +84,7 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
 
 
 def test_nan_member_does_not_poison_update(tmp_path, monkeypatch):
-    import spikeroll.evaluators as evaluators
+    import spikeroll.es.evaluators as evaluators
 
     real = evaluators.member_fitness
     def with_nan(logits, labels, temperature):

@@ -3,6 +3,7 @@ a process killed at any moment leaves either the old file or the new one, never 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -26,3 +27,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_json(path: str | os.PathLike, data: dict) -> None:
+    """Write `data` as indented JSON through `atomic_write`."""
+    atomic_write(path, lambda h: h.write((json.dumps(data, indent=2) + "\n").encode()))

@@ -8,13 +8,25 @@ from pathlib import Path
 
 import click
 
-from spikeroll.config import NEURONS, OPTIMIZERS, SCHEDULES, WORKER_DATA, TrainConfig, parse_widths
-from spikeroll.data import DATASETS
+from spikeroll.config import (
+    DATASETS,
+    NEURONS,
+    OPTIMIZERS,
+    READOUTS,
+    RESETS,
+    SCHEDULES,
+    SHAPINGS,
+    STRATEGIES,
+    WORKER_DATA,
+    TrainConfig,
+    parse_widths,
+)
 from spikeroll.errors import SpikerollError
-from spikeroll.model import READOUTS, RESETS
-from spikeroll.strategies import SHAPINGS, STRATEGIES
 
-DEFAULTS = TrainConfig()
+# Each command imports the library inside its body: `spikeroll --help` then loads neither torch nor
+# numba (measured: 1.9 s -> 0.1 s, docs/how-it-works.md).
+
+DEFAULTS = TrainConfig().to_dict()
 
 # (flag, config field, click type, help). Every option defaults to None so that only the values a
 # user typed override the config file (or, with --resume, the run's saved config).
@@ -96,7 +108,7 @@ def main():
 
 def _train_options(func):
     for flag, field, kind, text in reversed(TRAIN_OPTIONS):
-        default = getattr(DEFAULTS, field)
+        default = DEFAULTS[field]
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         func = click.option(flag, field, type=kind, default=None, help=f"{text} [default: {shown}]")(func)
     return func
@@ -142,7 +154,7 @@ def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, **overrid
     cfg = build_config(config_file, out_dir if resume else None, overrides)
     callbacks = []
     if tensorboard:
-        from spikeroll.callbacks import TensorBoardCallback
+        from spikeroll.training.callbacks import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback())
     report = train_run(cfg, out_dir, resume=resume, overwrite=overwrite, progress=not quiet, callbacks=callbacks)
@@ -194,13 +206,9 @@ def export(run_dir, out):
 def export_loihi(run_dir, out):
     """Write an integer run's (--neuron loihi) weights, weight exponents and neuron constants as
     Loihi-style parameters a Lava user can load (docs/integer.md)."""
-    from spikeroll.integer import export_loihi as write
-    from spikeroll.train import load_trained
+    from spikeroll.api import export_loihi_run
 
-    _, net = load_trained(run_dir)
-    path = Path(out) if out else Path(run_dir) / "loihi.json"
-    write(net, path)
-    click.echo(str(path))
+    click.echo(str(export_loihi_run(run_dir, out)))
 
 
 @main.command()
@@ -221,7 +229,7 @@ def bench(hidden, population, batch_size, time_bins, rank, input_size, density, 
 
     Same network, synthetic data and thread count for every case; each case runs in a fresh process.
     """
-    from spikeroll.bench import BenchConfig, format_report, run_bench
+    from spikeroll.tools.bench import BenchConfig, format_report, run_bench
 
     cfg = BenchConfig(hidden=parse_widths(hidden), population=population, batch_size=batch_size,
                       time_bins=time_bins, rank=rank, input=input_size, density=density, repeats=repeats,
@@ -237,7 +245,7 @@ def bench(hidden, population, batch_size, time_bins, rank, input_size, density, 
 @click.option("--no-raster", is_flag=True, help="Learning curves only (no data loading).")
 def plot(run_dirs, out_dir, sample, no_raster):
     """Learning curves of one or more runs (overlaid) and a spike raster of each trained network."""
-    from spikeroll.plot import plot_runs
+    from spikeroll.tools.plot import plot_runs
 
     for path in plot_runs(run_dirs, out_dir, raster=not no_raster, sample=sample,
                           warn=lambda message: click.echo(f"warning: {message}", err=True)):
@@ -251,7 +259,7 @@ COMPARE_FIELDS = ("dataset", "data_dir", "images", "time_bins", "val_fraction", 
 
 def _compare_options(func):
     for flag, field, kind, text in reversed([o for o in TRAIN_OPTIONS if o[1] in COMPARE_FIELDS]):
-        default = 10 if field == "eval_every" else getattr(DEFAULTS, field)
+        default = 10 if field == "eval_every" else DEFAULTS[field]
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         text = "ES learning rate (bptt uses --bptt-lr)." if field == "lr" else text
         func = click.option(flag, field, type=kind, default=None, help=f"{text} [default: {shown}]")(func)
@@ -276,11 +284,11 @@ def compare(config_file, budget_seconds, generations, ranks, strategies, bptt_lr
     measured there). Writes OUT/compare.md (the table below) and OUT/compare.png (accuracy against
     training time), and prints the table.
     """
-    from spikeroll.compare import compare_runs, parse_ranks, parse_strategies
+    from spikeroll.tools.compare import compare_runs, parse_ranks, parse_strategies
 
     ranks, strategies = parse_ranks(ranks), parse_strategies(strategies)
     cfg = build_config(config_file, None, overrides)
-    if overrides.get("eval_every") is None and cfg.eval_every == DEFAULTS.eval_every:
+    if overrides.get("eval_every") is None and cfg.eval_every == DEFAULTS["eval_every"]:
         cfg.eval_every = 10  # denser accuracy-against-time curves than a training run's default
     compare_runs(cfg, out_dir, ranks=ranks, strategies=strategies, generations=generations,
                  budget_seconds=budget_seconds, bptt_lr=bptt_lr, overwrite=overwrite, progress=not quiet,

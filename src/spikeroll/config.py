@@ -10,8 +10,18 @@ from pathlib import Path
 
 from spikeroll.errors import SpikerollError
 
+# The choices of every enumerated setting, here so that the CLI, the validation and the code that
+# acts on them (spikeroll.data, spikeroll.nets.model, spikeroll.es) name one list.
+DATASETS = ("digits", "nmnist", "nmnist-sim")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
+RESETS = ("subtract", "zero")
+READOUTS = ("membrane", "spikes")
+SHAPINGS = ("centered_ranks", "zscore", "none")
+# bptt: surrogate-gradient baseline (spikeroll.es.bptt); egg: integer ±1 updates (spikeroll.es.egg)
+STRATEGIES = ("eggroll", "openes", "bptt", "egg")
+NEURONS = ("lif", "loihi")
+WORKER_DATA = ("auto", "store")  # how Ray workers get the training frames (spikeroll.training.distributed)
 
 
 @dataclass
@@ -34,7 +44,7 @@ class TrainConfig:
     init_gain: float = 1.0
     model: str | None = None  # FILE.py:FACTORY, a user's torch.nn.Module instead of the LIF stack
     init_from: str | None = None  # start from the network of this run directory (e.g. pretrained on simulated data)
-    neuron: str = "lif"  # "loihi": integer network with Loihi's arithmetic (spikeroll.integer)
+    neuron: str = "lif"  # "loihi": integer network with Loihi's arithmetic (spikeroll.nets.integer)
     weight_bits: int | None = None  # loihi: 8, 4 or 2 (ternary) bit weights
     ptq: bool = False  # loihi + bptt: train float weights, quantise only the evaluated network
     egg_z: float = 2.0  # strategy egg: a weight moves ±1 where |Σ sign·A·Bᵀ| passes this z-score
@@ -61,7 +71,7 @@ class TrainConfig:
     device: str = "auto"
     chunk_pairs: int | None = None  # pairs evaluated at once; None = sized to a memory budget
     pool: int = 1  # average-pool each frame over pool x pool pixels before the first layer
-    # distributed (spikeroll.distributed, extra `distributed`): where units run, never what they compute
+    # distributed (spikeroll.training.distributed, extra `distributed`): where units run, never what they compute
     workers: int = 0  # Ray worker processes; 0 = evaluate in this process
     threads_per_worker: int | None = None  # None = the cores divided evenly among the workers
     ray_address: str | None = None  # join a running cluster: "auto" or HOST:PORT (None: start a local one)
@@ -70,14 +80,8 @@ class TrainConfig:
     worker_data: str = "auto"  # auto: shared filesystem where a worker's copy matches, else object store; store
 
     def validate(self) -> TrainConfig:
-        from spikeroll.model import READOUTS, RESETS
-        from spikeroll.strategies import SHAPINGS, STRATEGIES, check_rank
-
         checks = [
             (self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"),
-            (self.population >= 2 and self.population % 2 == 0,
-             f"population={self.population} must be an even number >= 2 (members come in antithetic pairs); "
-             f"try --population {max(2, self.population + self.population % 2)}"),
             (math.isfinite(self.sigma) and self.sigma > 0, f"sigma={self.sigma} must be > 0; try --sigma 0.05"),
             (self.sigma_final is None or self.sigma_final > 0, f"sigma_final={self.sigma_final} must be > 0"),
             (math.isfinite(self.lr) and self.lr > 0, f"lr={self.lr} must be > 0; try --lr 0.02"),
@@ -108,6 +112,7 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise SpikerollError(message)
+        check_population(self.population)
         if self.strategy == "eggroll":
             check_rank(self.rank)  # >= 1 here; the upper bound needs the network's shapes (checked when built)
         return self
@@ -149,10 +154,6 @@ def _toml_loads(text: str) -> dict:
             raise SpikerollError("reading a TOML config on Python 3.10 needs tomli; pip install 'tomli>=1.1' "
                                  "(or use a JSON config)") from None
     return tomllib.loads(text)
-
-
-NEURONS = ("lif", "loihi")
-WORKER_DATA = ("auto", "store")  # how Ray workers get the training frames (spikeroll.distributed)
 
 
 def integer_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
@@ -204,3 +205,25 @@ def parse_widths(text: str) -> list[int]:
 # Settings that define the network and the experiment: a checkpoint can resume only if they match.
 ARCHITECTURE_KEYS = ("dataset", "time_bins", "pool", "model", "hidden", "beta", "threshold", "reset", "readout",
                      "strategy", "rank", "population", "seed", "optimizer", "neuron", "weight_bits", "ptq")
+
+
+def check_population(population: int) -> None:
+    """The one population check: an even number >= 2, since members come in antithetic pairs."""
+    if population < 2 or population % 2:
+        raise SpikerollError(f"population={population} must be an even number >= 2 (members come in antithetic "
+                             f"pairs); try --population {max(2, population + population % 2)}")
+
+
+def check_rank(rank: int, matrix_shapes=None, option: str = "--rank") -> None:
+    """The one rank range check: 1 <= rank <= the smallest side of any low-rank matrix; only
+    rank >= 1 where the shapes are not known yet (matrix_shapes None: a config, a list of ranks).
+    `option` is the flag the error's fix names."""
+    smallest = None
+    if matrix_shapes is not None:
+        smallest = min((min(shape) for shape in matrix_shapes), default=None)
+        if smallest is None:
+            raise SpikerollError("the model has no weight matrix for low-rank noise; give it a Linear or Conv layer, "
+                                 "or use full-rank noise (--strategy openes)")
+    if rank < 1 or (smallest is not None and rank > smallest):
+        bound = ">= 1" if smallest is None else f"between 1 and {smallest} (the smallest side of any weight matrix)"
+        raise SpikerollError(f"rank={rank} is out of range; it must be {bound}; try {option} 1")

@@ -8,15 +8,18 @@ load_dataset(name, ...) -> Splits of uint8 frames (N, T, 2, 34, 34) and int64 la
 """
 from __future__ import annotations
 
+from spikeroll.config import DATASETS
 from spikeroll.data.binning import BinOpts, bin_batch, bin_concat, bin_events, denoise_mask
+from spikeroll.data.digits import load_digits_splits
 from spikeroll.data.events import EVENT_DTYPE, SACCADE_US, SENSOR, SENSOR_SIZE, concat, make_events, split
+from spikeroll.data.nmnist import load_nmnist_splits
 from spikeroll.data.nmnist_format import read_nmnist_bin, write_nmnist_bin
+from spikeroll.data.recordings import load_recordings
 from spikeroll.data.saccade import simulate_saccades
+from spikeroll.data.simulated import load_sim_splits
 from spikeroll.data.splits import Split, Splits
 from spikeroll.data.stats import dataset_stats
 from spikeroll.errors import SpikerollError
-
-DATASETS = ("digits", "nmnist", "nmnist-sim")
 
 __all__ = ["DATASETS", "EVENT_DTYPE", "SACCADE_US", "SENSOR", "SENSOR_SIZE", "BinOpts", "Split", "Splits",
            "bin_batch", "bin_concat", "bin_events", "concat", "dataset_stats", "denoise_mask", "load_dataset",
@@ -43,30 +46,9 @@ def load_dataset(name: str, data_dir: str | None = None, *, time_bins: int = 10,
     opts = BinOpts(time_bins=time_bins, window_us=window_us, first_saccade=first_saccade,
                    denoise=denoise, binary=binary)
     if name == "digits":
-        from spikeroll.data.digits import load_digits_splits
         return load_digits_splits(opts, cache_dir, progress)
     if name == "nmnist":
-        from spikeroll.data.nmnist import load_nmnist_splits
         return load_nmnist_splits(data_dir, opts, val_fraction=val_fraction, seed=seed, strict=strict, val_ids=val_ids,
                                   cache_dir=cache_dir, progress=progress)
-    from spikeroll.data.simulated import load_sim_splits
     return load_sim_splits(images or data_dir, opts, val_fraction=val_fraction, seed=seed, cache_dir=cache_dir,
                            progress=progress)
-
-
-def load_recordings(name: str, data_dir: str | None = None, *, images: str | None = None,
-                    strict: bool = False, progress: bool = False):
-    """Raw recordings, chunk by chunk: yields (events, sample index, n, labels, split name).
-    Simulated datasets are generated in chunks so that memory stays bounded."""
-    if name not in DATASETS:
-        raise SpikerollError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    if name == "digits":
-        from spikeroll.data.digits import digit_recordings
-        ev, s, labels = digit_recordings(progress)
-        yield ev, s, len(labels), labels, "all"
-    elif name == "nmnist":
-        from spikeroll.data.nmnist import iter_nmnist_recordings
-        yield from iter_nmnist_recordings(data_dir, strict=strict, progress=progress)
-    else:
-        from spikeroll.data.simulated import iter_sim_recordings
-        yield from iter_sim_recordings(images or data_dir, progress=progress)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 import zlib
 from collections.abc import Callable
@@ -17,14 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from spikeroll.atomic import atomic_write
+from spikeroll.cachedir import cache_root
 
 FORMAT_VERSION = 2  # 2: simulator polarity follows the real N-MNIST recordings
 _META = "__meta__"
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """cache_dir, else $SPIKEROLL_CACHE, else ~/.cache/spikeroll."""
-    return Path(cache_dir or os.environ.get("SPIKEROLL_CACHE") or Path.home() / ".cache" / "spikeroll").expanduser()
 
 
 def cache_path(kind: str, params: dict, cache_dir=None) -> Path:

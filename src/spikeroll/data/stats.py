@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from spikeroll.data.events import SACCADE_US
+from spikeroll.data.events import SACCADE_US, concat
+from spikeroll.data.recordings import load_recordings
 
 
 class StatsAccumulator:
@@ -50,7 +51,6 @@ def _mmm(a: np.ndarray) -> dict:
 
 def recording_stats(recordings: list[np.ndarray], labels=None) -> dict:
     """Statistics of a list of recordings (see StatsAccumulator.result for the keys)."""
-    from spikeroll.data.events import concat
     acc = StatsAccumulator()
     ev, s = concat(recordings)
     acc.add(ev, s, len(recordings), labels)
@@ -60,7 +60,6 @@ def recording_stats(recordings: list[np.ndarray], labels=None) -> dict:
 def dataset_stats(name: str, data_dir: str | None = None, images: str | None = None) -> dict:
     """Per-class counts, events per sample (mean/min/max), ON fraction, recording length in ms
     (mean/min/max) and the share of events in each 105 ms saccade window, over all splits."""
-    from spikeroll.data import load_recordings  # late import: spikeroll.data imports this module
     acc = StatsAccumulator()
     for ev, s, n, labels, _ in load_recordings(name, data_dir, images=images):
         acc.add(ev, s, n, labels)

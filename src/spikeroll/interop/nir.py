@@ -35,8 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spikeroll.data.events import RECORDING_US, SENSOR
 from spikeroll.errors import SpikerollError
-from spikeroll.model import SpikingNet
+from spikeroll.nets.integer import THRESHOLD_V, IntegerNet, integer_export
+from spikeroll.nets.model import SpikingNet, input_features
+from spikeroll.version import __version__
 
 DT = 1e-4  # seconds of one step that τ is written for (snnTorch's importer assumes the same)
 PRODUCER = "spikeroll"
@@ -138,7 +141,6 @@ def export_graph(net: SpikingNet, frame_shape=(2, 34, 34), *, dt: float = DT, me
         nodes[f"li{i}" if readout else f"lif{i}"] = _neuron(nir, w.shape[0], beta, dt,
                                                              None if readout else net.threshold)
     nodes["output"] = nir.Output(output_type=np.array([layers[-1][0].shape[0]]))
-    from spikeroll import __version__
 
     meta.update({
         "producer": PRODUCER, "spikeroll_version": __version__, "dt": dt,
@@ -181,14 +183,13 @@ def _integer_neuron(nir, layer: dict, dt: float, spiking: bool):
 
 
 def export_integer_graph(net, frame_shape=(2, 34, 34), *, dt: float = DT, metadata: dict | None = None):
-    """An integer network (spikeroll.integer.IntegerNet) as a nir.NIRGraph, integers stored exactly.
+    """An integer network (spikeroll.nets.integer.IntegerNet) as a nir.NIRGraph, integers stored exactly.
 
     Input → [SumPool2d] → [Flatten] → (Affine → LIF)… → Affine → LI|LIF → Output. The Affine weights
     are q (int32); each Affine's metadata holds k, weight_exp and weight_bits, each neuron's holds du,
     dv, vth, bias_mant, bias_exp; the graph's holds the fixed-point conventions. A float reader of the
     nodes alone gets the nearest float network (see INTEGER_NUMBERS): no truncating decay, no
     24-bit saturation and no one-step delay per layer, which only the metadata can say."""
-    from spikeroll.integer import THRESHOLD_V, integer_export
 
     nir = _nir()
     spec = integer_export(net)
@@ -224,7 +225,6 @@ def export_integer_graph(net, frame_shape=(2, 34, 34), *, dt: float = DT, metada
         spiking = i < len(layers) - 1 or spec["readout"] == "spikes"
         nodes[f"lif{i}" if spiking else f"li{i}"] = _integer_neuron(nir, layer, dt, spiking)
     nodes["output"] = nir.Output(output_type=np.array([layers[-1]["q"].shape[0]]))
-    from spikeroll import __version__
 
     meta.update({
         "producer": PRODUCER, "spikeroll_version": __version__, "dt": dt, "format": spec["format"],
@@ -459,19 +459,13 @@ def _misplaced(name, node, nir, expected: str) -> SpikerollError:
 
 # run directories and training configs -----------------------------------------------------------
 
-def export_run(run_dir, out=None) -> Path:
-    """Write a training run's network as a NIR graph (default RUN_DIR/network.nir); returns the path.
-    Integer runs (--neuron loihi) go through export_integer_graph, float ones through export_graph.
-    Its input is one 2 x 34 x 34 frame (every dataset's sensor), or a flat vector for networks
-    trained on other frames."""
-    from spikeroll.data.events import RECORDING_US, SENSOR
-    from spikeroll.integer import IntegerNet
-    from spikeroll.model import input_features
-    from spikeroll.train import load_trained
-
-    cfg, net = load_trained(run_dir)
+def export_network(net, cfg, out: Path, source: str = "the network") -> Path:
+    """Write a trained network (with the config it was trained with) as a NIR graph at `out`.
+    Integer networks (--neuron loihi) go through export_integer_graph, float ones through
+    export_graph. Its input is one 2 x 34 x 34 frame (every dataset's sensor), or a flat vector for
+    networks trained on other frames."""
     if not isinstance(net, (SpikingNet, IntegerNet)):
-        raise SpikerollError(f"{run_dir} holds a {type(net).__name__}; spikeroll export writes the LIF networks "
+        raise SpikerollError(f"{source} holds a {type(net).__name__}; spikeroll export writes the LIF networks "
                              "of spikeroll's own model (SpikingNet, or IntegerNet for --neuron loihi) only")
     frame_shape = (2, SENSOR, SENSOR)
     if input_features(frame_shape, net.pool) != net.sizes[0] and net.pool == 1:
@@ -483,7 +477,7 @@ def export_run(run_dir, out=None) -> Path:
         meta["val_ids"] = cfg.val_ids
     write = export_integer_graph if isinstance(net, IntegerNet) else export_graph
     graph = write(net, frame_shape, metadata=meta)
-    return write_graph(graph, Path(out) if out else Path(run_dir) / "network.nir")
+    return write_graph(graph, out)
 
 
 def network_config(cfg, imported: ImportedNetwork):
@@ -501,8 +495,6 @@ def network_config(cfg, imported: ImportedNetwork):
 
 def check_inputs(imported: ImportedNetwork, frames) -> None:
     """A one-line error when a dataset's frames (n, T, ...) do not fit the graph's input."""
-    from spikeroll.model import input_features
-
     frame_shape = tuple(frames.shape[2:])
     n = input_features(frame_shape, imported.net.pool) if len(frame_shape) == 3 or imported.net.pool == 1 else -1
     if n != imported.net.sizes[0] or (len(imported.input_shape) > 1 and imported.input_shape != frame_shape):

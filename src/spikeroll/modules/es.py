@@ -18,7 +18,7 @@ Sequential, a custom forward, snnTorch's RLeaky calling its own `recurrent` Line
 and a layer called twice gets the same perturbation by construction. functional_call would need
 a per-member weight matrix (or vmap, which snnTorch's stateful neurons do not survive).
 
-Noise, shaping and the update are spikeroll.strategies' (one implementation for every model):
+Noise, shaping and the update are spikeroll.es.strategies' (one implementation for every model):
 the noise of generation g is a pure function of (seed, g, parameter index, pair), and
 `backward` advances g, so a run resumes exactly from (parameters, optimizer state, generation).
 """
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from spikeroll.errors import SpikerollError
+from spikeroll.es.strategies import EvolutionStrategy, shape_fitness
 from spikeroll.modules import checks, neurons
 from spikeroll.modules.fused import applies as fusable
 from spikeroll.modules.layers import (
@@ -44,7 +45,6 @@ from spikeroll.modules.layers import (
     per_sample,
     shared_low_rank,
 )
-from spikeroll.strategies import EvolutionStrategy, shape_fitness
 
 
 class _Pass:

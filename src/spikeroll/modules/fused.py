@@ -1,5 +1,5 @@
 """Fused CPU kernels for the population forward of a user's module (numba, compiled on first use
-and cached on disk, like spikeroll.kernels).
+and cached on disk, like spikeroll.nets.kernels).
 
 Why: in eager PyTorch each elementwise step over the population's N·B rows is its own pass
 through memory. Two such places dominated a generation of a dense snnTorch network (profile in
@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikeroll import kernels
-from spikeroll.kernels import as_array
+from spikeroll.nets import kernels
+from spikeroll.nets.kernels import as_array
 
 if kernels.available():
 

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from spikeroll.errors import SpikerollError
-from spikeroll.fitness import member_fitness
+from spikeroll.es.evaluators import BaseEvaluator
+from spikeroll.es.fitness import member_fitness
 from spikeroll.memory import keep_freed_memory
-from spikeroll.model import ParameterHolder
 from spikeroll.modules.checks import reset_state
 from spikeroll.modules.es import EGGROLL
+from spikeroll.nets.model import ParameterHolder
 
 UNIT_SAMPLES = 8192  # members x minibatch rows per work unit when --chunk-pairs is not given
 
@@ -93,7 +94,7 @@ class ModuleNet(ParameterHolder):
         return out
 
 
-class ModuleEvaluator:
+class ModuleEvaluator(BaseEvaluator):
     """The population's fitness from EGGROLL's one-batch population forward of the user's module."""
 
     def __init__(self, net: ModuleNet, es: EGGROLL, temperature: float, chunk_pairs: int | None = None):
@@ -112,6 +113,7 @@ class ModuleEvaluator:
 
     @torch.no_grad()
     def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range, shared=None):
+        """Fitness and accuracy of the 2·len(pairs) members of one work unit (`shared` is unused)."""
         self.es.generation, self.es.sigma = generation, sigma
         self.es.chunk_pairs = self.unit_pairs(len(labels))
         logits = self.es.population_forward(self.net.inputs(frames), pairs=pairs)
@@ -119,11 +121,12 @@ class ModuleEvaluator:
         return fitness.cpu(), acc.cpu()
 
     def population_fitness(self, generation: int, sigma: float, frames, labels):
+        """Fitness and accuracy of every member (N,), on the CPU."""
         return self.unit_fitness(generation, sigma, frames, labels, range(self.strategy.pairs))
 
 
 def module_evaluator(cfg, net: ModuleNet) -> ModuleEvaluator:
-    """The evaluator of a --model run (eggroll, or openes: full rank); `estimators.build_estimator`
+    """The evaluator of a --model run (eggroll, or openes: full rank); `spikeroll.training.estimator.build_estimator`
     hands it to the same ESEstimator as the built-in network's (or to Ray workers, in units of
     --chunk-pairs pairs)."""
     if cfg.strategy not in ("eggroll", "openes"):

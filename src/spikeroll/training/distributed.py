@@ -36,17 +36,21 @@ import time
 import warnings
 import zlib
 from collections import deque
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from spikeroll.config import TrainConfig
+from spikeroll.data.minibatch import minibatch
+from spikeroll.data.splits import Split
 from spikeroll.errors import SpikerollError
-from spikeroll.evaluators import units
+from spikeroll.es.evaluators import BaseEvaluator, LocalEvaluator, units
+from spikeroll.training.factories import load_data, local_evaluator, make_network
 
 EXTRA = "pip install 'spikeroll[distributed]'"
 STARTUP_SECONDS = 300  # for the first worker of a run; after that, cfg.worker_timeout applies
-log = logging.getLogger("spikeroll.distributed")
+log = logging.getLogger("spikeroll.training.distributed")
 
 
 def import_ray():
@@ -81,9 +85,6 @@ class Worker:
 
     def __init__(self, cfg_dict: dict, in_features: int, classes: int, threads: int, device: str):
         torch.set_num_threads(threads)
-        from spikeroll.estimators import local_evaluator
-        from spikeroll.train import make_network
-
         self.cfg = cfg = TrainConfig.from_dict(cfg_dict)
         self.device = torch.device(device)
         self.net = make_network(cfg, in_features, classes, self.device)
@@ -100,12 +101,8 @@ class Worker:
 
     def _training_split(self, digest: str, store: list):
         """The frame cache when this process can read the very same split, else the object store."""
-        from spikeroll.data.splits import Split
-
         if self.cfg.worker_data == "auto":
             try:
-                from spikeroll.api import load_data
-
                 train = load_data(self.cfg, progress=False).train
                 if split_digest(train.frames, train.labels) == digest:
                     return train, "filesystem"
@@ -135,8 +132,6 @@ class Worker:
             self.net.load_parameters([torch.from_numpy(np.array(v)) for v in values])
             self.theta_key = theta[0].hex()
         if self.batch[0] != (generation, self.theta_key):
-            from spikeroll.train import minibatch
-
             frames, labels = minibatch(self.train, self.cfg, generation)
             self.batch = ((generation, self.theta_key), frames.to(self.device), labels.to(self.device),
                           batch_checksum(frames, labels), self.evaluator.shared_input(frames.to(self.device)))
@@ -148,13 +143,13 @@ class Worker:
         return fitness.numpy(), acc.numpy(), checksum
 
 
-class RayEvaluator:
+class RayEvaluator(BaseEvaluator):
     """The LocalEvaluator's work units, evaluated by Ray actors (see the module docstring).
 
     `local` is the LocalEvaluator of the driver's network: it fixes the unit size, so the update's
     noise chunks match a single-process run. Workers start at the first generation."""
 
-    def __init__(self, local, cfg: TrainConfig, data):
+    def __init__(self, local: LocalEvaluator, cfg: TrainConfig, data):
         import_ray()
         if data is None:
             raise SpikerollError("a distributed run needs its data on the workers; pass data (a Splits) to "
@@ -217,7 +212,7 @@ class RayEvaluator:
             try:
                 self.workers[index] = ray.get(ref)
             except ray.exceptions.RayError as exc:  # asked again from the first generation on
-                self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                self._last_error = describe_error(exc)
                 self._retry_at[index] = time.monotonic() + 1.0
         if not self.workers:
             self.close()
@@ -248,7 +243,7 @@ class RayEvaluator:
 
     def _lost(self, index: int, exc: Exception) -> None:
         self.stats["workers_lost"] += 1
-        self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self._last_error = describe_error(exc)
         self.workers.pop(index, None)
         self._retry_at[index] = time.monotonic()
         log.warning("spikeroll: Ray worker %d lost (%s); its unit goes to another worker", index, self._last_error)
@@ -256,82 +251,134 @@ class RayEvaluator:
     # one generation ---------------------------------------------------------------------------
     @torch.no_grad()
     def population_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor):
+        """Fitness and accuracy of every member (N,) on the CPU, the work units spread over the
+        workers; a lost worker's unit goes back to the queue (see the module docstring)."""
         ray = import_ray()
-        from ray.exceptions import RayError, RayTaskError
-
-        # a worker process or its node gone, or unreachable: the unit goes back to the queue
-        lost_errors = tuple(getattr(ray.exceptions, name) for name in (
-            "RayActorError", "WorkerCrashedError", "NodeDiedError", "ObjectLostError"))
-
         if not self.actors:
             self._start()
         start_time = time.perf_counter()
-        todo = deque(units(self.strategy.pairs, self.unit_pairs(len(labels))))
         values = [p.detach().cpu().numpy() for p in self.net.params.values()]
-        theta = [ray.put(values)]
+        run = _Generation(generation, sigma, theta=[ray.put(values)], expected=batch_checksum(frames, labels),
+                          population=self.strategy.population,
+                          todo=deque(units(self.strategy.pairs, self.unit_pairs(len(labels)))),
+                          idle=deque(i for i in range(len(self.actors)) if i in self.workers))
         put_seconds = time.perf_counter() - start_time
-        expected = batch_checksum(frames, labels)
-        fitness = torch.empty(self.strategy.population)
-        accuracy = torch.empty(self.strategy.population)
-        running: dict = {}
-        nodes, sent, received = set(), 0, 0
-        idle = deque(i for i in range(len(self.actors)) if i in self.workers)
-        down_since = None
-        while todo or running:
-            now = time.monotonic()
-            for i, when in list(self._retry_at.items()):  # ask lost workers whether they are back
-                if now >= when:
-                    del self._retry_at[i]
-                    self._pings[self.actors[i].prepare.remote(*self._data)] = i
-            while todo and idle:
-                i, unit = idle.popleft(), todo.popleft()
-                ref = self.actors[i].evaluate.remote(generation, sigma, theta, unit.start, unit.stop)
-                running[ref], self._busy[i] = (i, unit), unit
-                sent += len(pickle.dumps((generation, sigma, unit.start, unit.stop))) + len(theta[0].binary())
-            if running:
-                down_since = None
-            elif down_since is None:
-                down_since = now
-            elif now - down_since > self.cfg.worker_timeout:
-                raise SpikerollError(
-                    f"no Ray worker has been reachable for {self.cfg.worker_timeout:g} s (last error: "
-                    f"{self._last_error}); the run stopped at generation {generation} and its last checkpoint is "
-                    "intact: restart the workers (or drop --workers) and continue with --resume")
-            ready, _ = ray.wait(list(running) + list(self._pings), num_returns=1, timeout=0.5)
+        while run.todo or run.running:
+            self._ping_lost_workers()
+            self._dispatch(run)
+            self._check_reachable(run)
+            ready, _ = ray.wait(list(run.running) + list(self._pings), num_returns=1, timeout=0.5)
             for ref in ready:
                 if ref in self._pings:
-                    i = self._pings.pop(ref)
-                    try:
-                        self.workers[i] = ray.get(ref)
-                        idle.append(i)
-                    except RayError as exc:  # still down (or failed to start): ask again later
-                        self._last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                        self._retry_at[i] = time.monotonic() + 1.0
-                    continue
-                i, unit = running.pop(ref)
-                del self._busy[i]
-                try:
-                    f, a, checksum = ray.get(ref)
-                except lost_errors as exc:  # the worker died or became unreachable mid-unit
-                    todo.appendleft(unit)
-                    self.stats["units_rerun"] += 1
-                    self._lost(i, exc)
-                    continue
-                except RayTaskError as exc:
-                    raise SpikerollError(f"a Ray worker failed on pairs {unit.start}-{unit.stop - 1}: "
-                                         f"{exc.cause!r}") from None
-                if checksum != expected:
-                    raise SpikerollError(
-                        f"Ray worker {i} built a different minibatch in generation {generation} (its training "
-                        "data differs from the driver's); run with --worker-data store")
-                fitness.numpy()[2 * unit.start:2 * unit.stop] = f
-                accuracy.numpy()[2 * unit.start:2 * unit.stop] = a
-                received += f.nbytes + a.nbytes + 8
-                nodes.add(self.workers[i]["node"] if i in self.workers else i)
-                idle.append(i)
+                    self._worker_answered(ref, run)
+                else:
+                    self._unit_answered(ref, run)
         theta_bytes = sum(v.nbytes for v in values)
-        self.last = {"generation": generation, "theta_bytes": theta_bytes, "nodes": len(nodes),
-                     "task_bytes": sent, "result_bytes": received,
-                     "bytes": theta_bytes * len(nodes) + sent + received,
+        self.last = {"generation": generation, "theta_bytes": theta_bytes, "nodes": len(run.nodes),
+                     "task_bytes": run.sent, "result_bytes": run.received,
+                     "bytes": theta_bytes * len(run.nodes) + run.sent + run.received,
                      "put_seconds": put_seconds, "seconds": time.perf_counter() - start_time}
-        return fitness, accuracy
+        return run.fitness, run.accuracy
+
+    def _ping_lost_workers(self) -> None:
+        """Ask lost workers whose retry time has come whether they are back."""
+        now = time.monotonic()
+        for i, when in list(self._retry_at.items()):
+            if now >= when:
+                del self._retry_at[i]
+                self._pings[self.actors[i].prepare.remote(*self._data)] = i
+
+    def _dispatch(self, run: _Generation) -> None:
+        """Send queued units to idle workers."""
+        while run.todo and run.idle:
+            i, unit = run.idle.popleft(), run.todo.popleft()
+            ref = self.actors[i].evaluate.remote(run.generation, run.sigma, run.theta, unit.start, unit.stop)
+            run.running[ref], self._busy[i] = (i, unit), unit
+            task = (run.generation, run.sigma, unit.start, unit.stop)
+            run.sent += len(pickle.dumps(task)) + len(run.theta[0].binary())
+
+    def _check_reachable(self, run: _Generation) -> None:
+        """Stop the run once no worker has had a unit for `worker_timeout` seconds."""
+        now = time.monotonic()
+        if run.running:
+            run.down_since = None
+        elif run.down_since is None:
+            run.down_since = now
+        elif now - run.down_since > self.cfg.worker_timeout:
+            raise SpikerollError(
+                f"no Ray worker has been reachable for {self.cfg.worker_timeout:g} s (last error: "
+                f"{self._last_error}); the run stopped at generation {run.generation} and its last checkpoint is "
+                "intact: restart the workers (or drop --workers) and continue with --resume")
+
+    def _worker_answered(self, ref, run: _Generation) -> None:
+        """A lost worker answered its ping: back to work, or asked again later if still down."""
+        from ray.exceptions import RayError  # Ray is optional: imported where a run uses it
+
+        i = self._pings.pop(ref)
+        try:
+            self.workers[i] = import_ray().get(ref)
+            run.idle.append(i)
+        except RayError as exc:  # still down (or failed to start): ask again later
+            self._last_error = describe_error(exc)
+            self._retry_at[i] = time.monotonic() + 1.0
+
+    def _unit_answered(self, ref, run: _Generation) -> None:
+        """A unit came back: store its fitness, or requeue it when its worker was lost."""
+        from ray.exceptions import RayTaskError  # Ray is optional: imported where a run uses it
+
+        i, unit = run.running.pop(ref)
+        del self._busy[i]
+        try:
+            f, a, checksum = import_ray().get(ref)
+        except lost_worker_errors() as exc:  # the worker died or became unreachable mid-unit
+            run.todo.appendleft(unit)
+            self.stats["units_rerun"] += 1
+            self._lost(i, exc)
+            return
+        except RayTaskError as exc:
+            raise SpikerollError(f"a Ray worker failed on pairs {unit.start}-{unit.stop - 1}: {exc.cause!r}") from None
+        if checksum != run.expected:
+            raise SpikerollError(
+                f"Ray worker {i} built a different minibatch in generation {run.generation} (its training "
+                "data differs from the driver's); run with --worker-data store")
+        run.fitness.numpy()[2 * unit.start:2 * unit.stop] = f
+        run.accuracy.numpy()[2 * unit.start:2 * unit.stop] = a
+        run.received += f.nbytes + a.nbytes + 8
+        run.nodes.add(self.workers[i]["node"] if i in self.workers else i)
+        run.idle.append(i)
+
+
+@dataclass
+class _Generation:
+    """The bookkeeping of one generation on the workers: units to send, units in flight, results."""
+
+    generation: int
+    sigma: float
+    theta: list  # [ObjectRef] of the parameters, put once per generation
+    expected: int  # the driver's minibatch checksum
+    population: int
+    todo: deque
+    idle: deque
+    running: dict = field(default_factory=dict)  # ObjectRef -> (worker index, unit)
+    nodes: set = field(default_factory=set)
+    sent: int = 0
+    received: int = 0
+    down_since: float | None = None
+    fitness: torch.Tensor = None
+    accuracy: torch.Tensor = None
+
+    def __post_init__(self):
+        self.fitness = torch.empty(self.population)
+        self.accuracy = torch.empty(self.population)
+
+
+def describe_error(exc: Exception) -> str:
+    """A Ray error as one line: its type and the first line of its message."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def lost_worker_errors() -> tuple[type[Exception], ...]:
+    """Ray's errors for a worker process or its node gone or unreachable: the unit goes back to the queue."""
+    from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError
+
+    return (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)

@@ -13,9 +13,14 @@ are drawn with matplotlib's object API (no pyplot), so no global backend is chan
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import torch
+
 from spikeroll.errors import SpikerollError
+from spikeroll.training.factories import load_data
+from spikeroll.training.rundir import load_trained
 
 DPI = 120
 
@@ -170,16 +175,13 @@ def accuracy_vs_time(run_dirs, path: str | Path, title: str | None = None) -> Pa
 
 
 def _load_data_for(cfg):
-    from spikeroll.api import load_data
 
     return load_data(cfg, progress=False)
 
 
 def spike_raster(run_dir: str | Path, path: str | Path, data=None, sample: int = 0) -> Path:
     """The trained network of `run_dir` on validation sample `sample`: input, hidden spikes, readout."""
-    import torch
 
-    from spikeroll.train import load_trained
 
     _require_matplotlib()
     from matplotlib.ticker import MaxNLocator
@@ -278,9 +280,7 @@ def plot_runs(run_dirs, out_dir: str | Path | None = None, *, raster: bool = Tru
     replaces each run's own dataset for the rasters. A run without a checkpoint, or whose dataset
     cannot be loaded here, gets no raster: `warn(message)` is called instead (default: a warning).
     """
-    import warnings
 
-    from spikeroll.train import load_trained
 
     warn = warn or (lambda message: warnings.warn(message, stacklevel=3))
     run_dirs = [Path(d) for d in run_dirs]

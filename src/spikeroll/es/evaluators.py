@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import torch
 
-from spikeroll import kernels
-from spikeroll.fitness import member_fitness
-from spikeroll.strategies import EvolutionStrategy
+from spikeroll.es.fitness import member_fitness
+from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.nets import kernels
 
 # Pairs are evaluated in units whose live activations stay within this budget, so memory stays
 # bounded for any population. On the PyTorch path, units near the CPU cache size measured about 2x
@@ -54,7 +54,14 @@ def units(pairs: int, unit_pairs: int) -> list[range]:
     return [range(start, min(start + unit_pairs, pairs)) for start in range(0, pairs, unit_pairs)]
 
 
-class LocalEvaluator:
+class BaseEvaluator:
+    """What every evaluator shares: nothing to release unless it says so (the Evaluator protocol)."""
+
+    def close(self) -> None:
+        """Release workers or other resources (none here)."""
+
+
+class LocalEvaluator(BaseEvaluator):
     """Evaluates the whole population in this process (the fused CPU kernel or the PyTorch path)."""
 
     def __init__(self, net, strategy: EvolutionStrategy, temperature: float, time_bins: int,
@@ -63,6 +70,7 @@ class LocalEvaluator:
         self.time_bins, self.chunk_pairs = time_bins, chunk_pairs
 
     def unit_pairs(self, batch: int) -> int:
+        """Pairs per work unit: `chunk_pairs`, or the most that fit the activation budget."""
         return auto_unit_pairs(self.strategy.pairs, self.net.sizes, batch, self.time_bins, self.strategy.rank,
                                self.net.device, self.chunk_pairs)
 
@@ -80,8 +88,7 @@ class LocalEvaluator:
     def shared_input(self, frames: torch.Tensor):
         """What every unit of a minibatch shares (the first layer's x·Wᵀ), for a caller evaluating
         several units; None for networks that compute it per call."""
-        shared_input = getattr(self.net, "shared_input", None)
-        return None if shared_input is None else shared_input(frames)
+        return self.net.shared_input(frames)
 
     @torch.no_grad()
     def unit_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor,

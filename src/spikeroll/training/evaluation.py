@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from spikeroll.augment import shift_frames, shifts
+from spikeroll.data.augment import shift_frames, shifts
 from spikeroll.errors import SpikerollError
 
 

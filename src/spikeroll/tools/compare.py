@@ -1,6 +1,6 @@
 """`spikeroll compare`: EGGROLL at several ranks, full-rank OpenAI-ES and the BPTT baseline on the
 same network, data and budget, each as an ordinary run directory trained in its own fresh process
-(spikeroll.isolate), one after another, summarised in compare.md and compare.png.
+(spikeroll.tools.isolate), one after another, summarised in compare.md and compare.png.
 BPTT takes its own learning rate (`bptt_lr`, default 2e-3): the ES default lr is not meant for it.
 
 How each column is measured (peak RSS of the steps and of the whole run, s/gen, train s, wall s)
@@ -14,15 +14,21 @@ import json
 import math
 import os
 import time
+import traceback
 from pathlib import Path
 
-from spikeroll.callbacks import Callback
-from spikeroll.config import TrainConfig
+import torch
+
+from spikeroll.atomic import save_json
+from spikeroll.config import TrainConfig, check_rank
 from spikeroll.data import SENSOR_SIZE
 from spikeroll.errors import SpikerollError
-from spikeroll.isolate import run_isolated
 from spikeroll.memory import max_rss_bytes, reset_peak_rss, status_bytes
-from spikeroll.strategies import check_rank
+from spikeroll.tools.isolate import run_isolated
+from spikeroll.tools.plot import accuracy_vs_time, learning_curves
+from spikeroll.training.callbacks import Callback
+from spikeroll.training.factories import load_data
+from spikeroll.training.trainer import Trainer
 
 STRATEGY_ORDER = ("eggroll", "openes", "bptt")
 DEFAULT_RANKS = (1, 4, 8)
@@ -137,11 +143,7 @@ class _StepMemory(Callback):
 def run_worker(spec_path: str | Path) -> dict:
     """Body of the per-run process: train one run, write RUN/resources.json and return its content
     (an "error" key when the run failed)."""
-    import torch
 
-    from spikeroll.api import load_data
-    from spikeroll.checkpoint import save_json
-    from spikeroll.train import Trainer
 
     spec = json.loads(Path(spec_path).read_text())
     out = Path(spec["out"])
@@ -168,7 +170,6 @@ def run_worker(spec_path: str | Path) -> dict:
     except SpikerollError as exc:
         resources["error"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - recorded for the table, and shown in full on stderr
-        import traceback
 
         traceback.print_exc()
         resources["error"] = f"{type(exc).__name__}: {exc}"
@@ -230,7 +231,6 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
     out.mkdir(parents=True, exist_ok=True)
     data_path = None
     if data is not None:
-        import torch
 
         data_path = out / DATA_FILE
         torch.save(data, data_path)
@@ -261,7 +261,6 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
                                "that process's, not each run's.**\n")
     (out / "compare.md").write_text(_markdown(base, table, budget_seconds, generations, bptt_lr) + note)
     if done:
-        from spikeroll.plot import accuracy_vs_time, learning_curves
 
         accuracy_vs_time(done, out / "compare.png")
         learning_curves(done, out / "curves.png")

@@ -1,7 +1,7 @@
 """The training loop: minibatch -> estimator (a gradient) -> torch.optim step, with periodic
 evaluation of the mean network, callbacks, atomic checkpoints, metrics.jsonl and resume.
 
-The Trainer does not know which strategy it runs: `spikeroll.estimators.build_estimator` chooses
+The Trainer does not know which strategy it runs: `spikeroll.training.estimator.build_estimator` chooses
 the estimator (EGGROLL, OpenAI-ES or BPTT) and where the population is evaluated."""
 
 from __future__ import annotations
@@ -13,77 +13,33 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from spikeroll.augment import augment_frames
-from spikeroll.callbacks import Callback
-from spikeroll.checkpoint import load_checkpoint, save_checkpoint, save_json
+from spikeroll.atomic import save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
+from spikeroll.data.minibatch import minibatch
 from spikeroll.errors import SpikerollError
-from spikeroll.estimators import build_estimator
-from spikeroll.evaluation import accuracy
-from spikeroll.model import SpikingNet, input_features
-from spikeroll.noise import counter_seed
-from spikeroll.schedules import schedule_factor
-
-CHECKPOINT = "checkpoint.pt"
-REPORT = "report.json"
-METRICS = "metrics.jsonl"
-CONFIG = "config.json"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SpikerollError(f"device {name!r} was requested but CUDA is not available; use --device cpu")
-    return torch.device(name)
-
-
-def batch_indices(seed: int, generation: int, n: int, batch_size: int) -> torch.Tensor:
-    """Minibatch of generation g: a slice of a per-epoch permutation, a pure function of (seed, g)."""
-    batch_size = min(batch_size, n)
-    per_epoch = max(n // batch_size, 1)
-    epoch, slot = divmod(generation, per_epoch)
-    gen = torch.Generator().manual_seed(counter_seed(seed, epoch, -1, 0))
-    return torch.randperm(n, generator=gen)[slot * batch_size : (slot + 1) * batch_size]
-
-
-def minibatch(train, cfg: TrainConfig, generation: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generation g's (augmented) training minibatch from a split: a pure function of (seed, g),
-    so a Ray worker holding the training split rebuilds it from g alone (spikeroll.distributed)."""
-    idx = batch_indices(cfg.seed, generation, len(train.labels), cfg.batch_size)
-    # frames keep their storage dtype (uint8): the network converts them once it has laid them
-    # out, a quarter of the bytes to move
-    frames = augment_frames(train.frames[idx], cfg.seed, generation, cfg.augment_shift, cfg.augment_drop)
-    return frames, train.labels[idx]
-
-
-def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> SpikingNet:
-    if cfg.model:  # a user's torch.nn.Module (`--model FILE.py:FACTORY`, spikeroll.modules.net)
-        from spikeroll.modules.net import ModuleNet
-
-        return ModuleNet.from_config(cfg, in_features, classes, device)
-    if cfg.neuron == "loihi":  # integer network with Loihi's arithmetic, see spikeroll.integer
-        from spikeroll.integer import IntegerNet
-
-        return IntegerNet([in_features, *cfg.hidden, classes], cfg.weight_bits, beta=cfg.beta,
-                          readout=cfg.readout, init_gain=cfg.init_gain, seed=cfg.seed, device=device, pool=cfg.pool,
-                          ptq=cfg.ptq, frozen_step=cfg.lr if cfg.strategy == "egg" else None)
-    return SpikingNet([in_features, *cfg.hidden, classes], beta=cfg.beta, threshold=cfg.threshold,
-                      reset=cfg.reset, readout=cfg.readout, init_gain=cfg.init_gain, seed=cfg.seed,
-                      device=device, pool=cfg.pool)
-
-
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+from spikeroll.es.protocols import Network
+from spikeroll.es.schedules import schedule_factor
+from spikeroll.nets.model import input_features
+from spikeroll.training.callbacks import Callback
+from spikeroll.training.estimator import build_estimator
+from spikeroll.training.evaluation import accuracy
+from spikeroll.training.factories import make_network, make_optimizer, resolve_device
+from spikeroll.training.rundir import (
+    CHECKPOINT,
+    CONFIG,
+    METRICS,
+    REPORT,
+    load_checkpoint,
+    load_trained,
+    save_checkpoint,
+)
 
 
 class Trainer:
     """Owns a run directory: config.json, metrics.jsonl, checkpoint.pt and report.json."""
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, data, *, resume=False, overwrite=False,
-                 callbacks: list[Callback] | tuple = ()):
+                 callbacks: list[Callback] | tuple = (), init_net: Network | None = None):
         self.cfg = cfg.validate()
         self.out = Path(out_dir)
         self.data = data
@@ -99,8 +55,12 @@ class Trainer:
         self.generation, self.elapsed = 0, 0.0
         if resume and (self.out / CHECKPOINT).exists():
             self._restore(load_checkpoint(self.out / CHECKPOINT))
-        elif cfg.init_from:
-            self._initialise_from(Path(cfg.init_from))
+        elif init_net is not None or cfg.init_from:
+            if init_net is None and str(cfg.init_from).endswith(".nir"):
+                raise SpikerollError("a NIR --init-from is read by spikeroll.api.train_run; call it, or pass the "
+                                     "imported network as Trainer(..., init_net=...)")
+            source = init_net if init_net is not None else load_trained(cfg.init_from)[1]
+            self._initialise_from(source, cfg.init_from or "network")
         save_json(self.out / CONFIG, cfg.to_dict())
 
     # run directory ---------------------------------------------------------------------------
@@ -117,10 +77,10 @@ class Trainer:
 
     def _restore(self, state: dict) -> None:
         saved = state["config"]
-        defaults = TrainConfig()  # a key that an older checkpoint lacks had its default value
-        mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k, getattr(defaults, k)) != getattr(self.cfg, k)]
+        defaults, now = TrainConfig().to_dict(), self.cfg.to_dict()  # a key an older checkpoint lacks had its default
+        mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k, defaults[k]) != now[k]]
         if mismatched:
-            pairs = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(self.cfg, k)!r}" for k in mismatched)
+            pairs = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in mismatched)
             raise SpikerollError(f"checkpoint in {self.out} comes from an incompatible config ({pairs}); "
                                  "resume with the original settings or use --overwrite")
         self.net.load_parameters(state["params"])
@@ -129,17 +89,11 @@ class Trainer:
         self.generation, self.elapsed = state["generation"], state["elapsed"]
         self._truncate_metrics(self.generation)
 
-    def _initialise_from(self, run_dir: Path) -> None:
-        """Copy the parameters of another run's network (fine-tuning, e.g. simulated -> real), or of a
-        NIR graph's (a .nir file, see spikeroll.interop.nir; api.train_run sets cfg to its network)."""
-        if run_dir.suffix == ".nir":
-            from spikeroll.interop.nir import import_graph
-
-            source = import_graph(run_dir).net
-        else:
-            _, source = load_trained(run_dir)
+    def _initialise_from(self, source: Network, origin: str) -> None:
+        """Copy the parameters of another network (fine-tuning, e.g. simulated -> real): another run's,
+        or a NIR graph's that `api.train_run` read (it also set cfg to the graph's network)."""
         if source.sizes != self.net.sizes:
-            raise SpikerollError(f"--init-from {run_dir} has layer sizes {source.sizes}, this run {self.net.sizes}; "
+            raise SpikerollError(f"--init-from {origin} has layer sizes {source.sizes}, this run {self.net.sizes}; "
                                  "use the same --hidden and input size")
         self.net.load_parameters(source.params.values())
 
@@ -189,7 +143,7 @@ class Trainer:
         and report the generations actually run."""
         try:
             return self._run(progress, max_seconds)
-        finally:  # an estimator holding workers (spikeroll.distributed) lets them go, even on an error
+        finally:  # an estimator holding workers (spikeroll.training.distributed) lets them go, even on an error
             close = getattr(self.estimator, "close", None)
             if close is not None:
                 close()
@@ -247,16 +201,3 @@ class Trainer:
         }
         save_json(self.out / REPORT, report)
         return report
-
-
-def load_trained(run_dir: str | Path) -> tuple[TrainConfig, SpikingNet]:
-    """The config and mean network saved in a run directory's checkpoint."""
-    path = Path(run_dir) / CHECKPOINT
-    if not path.exists():
-        raise SpikerollError(f"{run_dir} holds no {CHECKPOINT}; pass the --out directory of a training run")
-    state = load_checkpoint(path)
-    cfg = TrainConfig.from_dict(state["config"])
-    sizes = state["sizes"]
-    net = make_network(cfg, sizes[0], sizes[-1], resolve_device(cfg.device))
-    net.load_parameters(state["params"])
-    return cfg, net

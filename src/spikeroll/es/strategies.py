@@ -15,28 +15,10 @@ import math
 
 import torch
 
+from spikeroll.config import SHAPINGS, check_population, check_rank
 from spikeroll.errors import SpikerollError
-from spikeroll.model import LayerNoise
+from spikeroll.nets.model import LayerNoise, ParameterHolder
 from spikeroll.noise import pair_normals
-
-SHAPINGS = ("centered_ranks", "zscore", "none")
-# bptt: surrogate-gradient baseline (spikeroll.bptt); egg: integer ±1 updates (spikeroll.egg)
-STRATEGIES = ("eggroll", "openes", "bptt", "egg")
-
-
-def check_rank(rank: int, matrix_shapes=None, option: str = "--rank") -> None:
-    """The one rank range check: 1 <= rank <= the smallest side of any low-rank matrix; only
-    rank >= 1 where the shapes are not known yet (matrix_shapes None: a config, a list of ranks).
-    `option` is the flag the error's fix names."""
-    smallest = None
-    if matrix_shapes is not None:
-        smallest = min((min(shape) for shape in matrix_shapes), default=None)
-        if smallest is None:
-            raise SpikerollError("the model has no weight matrix for low-rank noise; give it a Linear or Conv layer, "
-                                 "or use full-rank noise (--strategy openes)")
-    if rank < 1 or (smallest is not None and rank > smallest):
-        bound = ">= 1" if smallest is None else f"between 1 and {smallest} (the smallest side of any weight matrix)"
-        raise SpikerollError(f"rank={rank} is out of range; it must be {bound}; try {option} 1")
 
 
 def shape_fitness(fitness: torch.Tensor, method: str = "centered_ranks") -> torch.Tensor:
@@ -71,12 +53,8 @@ class EvolutionStrategy:
 
     def __init__(self, params, population: int, rank: int | None, seed: int = 0,
                  matrix_shapes: dict[str, tuple[int, int]] | None = None):
-        params = params.params if hasattr(params, "params") else params
-        if population < 2 or population % 2:
-            raise SpikerollError(
-                f"population={population} must be an even number >= 2 (members come in antithetic pairs); "
-                f"try --population {max(2, population + population % 2)}"
-            )
+        params = params.params if isinstance(params, ParameterHolder) else params
+        check_population(population)
         if matrix_shapes is None:
             matrix_shapes = {name: tuple(p.shape) for name, p in params.items() if p.dim() == 2}
         self.params = params

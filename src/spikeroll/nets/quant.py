@@ -2,7 +2,7 @@
 
 A layer's float weights w (in threshold units, as the float network holds them) become integers
 q = clip(round(w / 2^k), qmin, qmax); the step 2^k is a power of two so that, on the chip, it is a
-shift (Loihi's weight exponent, see `spikeroll.integer`), never a multiplication.
+shift (Loihi's weight exponent, see `spikeroll.nets.integer`), never a multiplication.
 
 Widths (`--weight-bits`): 8 (q in -128..127), 4 (-8..7) and 2, which is ternary (-1, 0, 1; the
 fourth two-bit code is left unused so that the set is symmetric, as in ternary weight networks).

@@ -5,7 +5,7 @@ The arithmetic is that of Lava's bit-accurate CPU models (lava-nc/lava at b6822f
   step t the accumulation a_buff of step t − 1 (one step of synaptic delay), where
   a_buff = (W·s) << weight_exp, or >> −weight_exp (an arithmetic, i.e. flooring, shift) when the
   exponent is negative. Spikes of the first layer may be graded (`num_message_bits` > 0: W·s with
-  integer s), which is how the input event counts enter (see `spikeroll.integer`).
+  integer s), which is how the input event counts enter (see `spikeroll.nets.integer`).
 - `src/lava/proc/lif/models.py`, `AbstractPyLifModelFixed.subthr_dynamics` and
   `PyLifModelBitAcc.spiking_activation`:
       u <- sgn(u')·(|u'| >> 12) + (a_in << 6),   u' = u·(4096 − (du + 1))   (ds_offset = 1: du = 4095 clears u)
@@ -29,7 +29,7 @@ from spikeroll.errors import SpikerollError
 try:
     from numba import njit, prange
 
-    from spikeroll.kernels import cached_njit  # its compile cache in a writable folder, as the float kernel's
+    from spikeroll.nets.kernels import cached_njit  # its compile cache in a writable folder, as the float kernel's
 except ImportError:  # pragma: no cover - numba is a dependency; this guards odd installs
     njit = None
 
@@ -37,7 +37,7 @@ DECAY_SHIFT = 12  # decays are 12-bit fractions of 4096
 ACT_SHIFT = 6  # synaptic input and threshold are MSB-aligned by 6 bits
 UV_MAX = 1 << 23  # u and v are 24-bit signed
 DS_OFFSET, DM_OFFSET = 1, 0
-BLOCK = 256  # samples per kernel job, as the float kernel's (spikeroll.kernels)
+BLOCK = 256  # samples per kernel job, as the float kernel's (spikeroll.nets.kernels)
 EMPTY_I64_2 = np.zeros((0, 0), np.int64)
 EMPTY_I64_3 = np.zeros((0, 0, 0), np.int64)
 EMPTY_I64_4 = np.zeros((0, 0, 0, 0), np.int64)

@@ -38,8 +38,15 @@ import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import torch
+
+from spikeroll.config import TrainConfig, check_population, check_rank
 from spikeroll.errors import SpikerollError
+from spikeroll.es.evaluators import ACTIVATION_BUDGET_BYTES, auto_unit_pairs
 from spikeroll.memory import max_rss_bytes, reset_peak_rss, status_bytes
+from spikeroll.tools.isolate import run_isolated
+from spikeroll.training.factories import make_network, resolve_device
+from spikeroll.training.trainer import Trainer
 
 CASES = ("eggroll", "openes", "inference")
 CLASSES = 10
@@ -70,9 +77,6 @@ class BenchConfig:
 
     def validate(self) -> BenchConfig:
         checks = [
-            (self.population >= 2 and self.population % 2 == 0,
-             f"population={self.population} must be an even number >= 2 (members come in antithetic pairs); "
-             f"try --population {max(2, self.population + self.population % 2)}"),
             (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1; try --batch-size 64"),
             (self.time_bins >= 1, f"time_bins={self.time_bins} must be >= 1; try --time-bins 10"),
             (self.input >= 1, f"input={self.input} must be >= 1; try --input 2312"),
@@ -88,8 +92,7 @@ class BenchConfig:
         for ok, message in checks:
             if not ok:
                 raise SpikerollError(message)
-        from spikeroll.strategies import check_rank
-
+        check_population(self.population)
         check_rank(self.rank, list(zip(self.sizes[1:], self.sizes[:-1])))  # (out, in) of each weight matrix
         return self
 
@@ -104,7 +107,6 @@ def frame_shape(cfg: BenchConfig) -> tuple[int, ...]:
 
 def synthetic_frames(cfg: BenchConfig, n: int, offset: int = 0):
     """n sparse random binary samples (uint8), generated in small blocks so setup stays light."""
-    import torch
 
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + offset)
     out = torch.empty(n, *frame_shape(cfg), dtype=torch.uint8)
@@ -117,7 +119,6 @@ def synthetic_frames(cfg: BenchConfig, n: int, offset: int = 0):
 
 def synthetic_data(cfg: BenchConfig) -> SimpleNamespace:
     """A dataset in the shape Trainer expects: one minibatch of training data, tiny val/test."""
-    import torch
 
     gen = torch.Generator().manual_seed(cfg.seed)
     labels = torch.randint(0, CLASSES, (cfg.batch_size,), generator=gen)
@@ -129,7 +130,6 @@ def synthetic_data(cfg: BenchConfig) -> SimpleNamespace:
 
 
 def train_config(cfg: BenchConfig, strategy: str):
-    from spikeroll.config import TrainConfig
 
     return TrainConfig(hidden=list(cfg.hidden), population=cfg.population, batch_size=cfg.batch_size,
                        time_bins=cfg.time_bins, rank=cfg.rank, strategy=strategy, device=cfg.device,
@@ -141,7 +141,6 @@ def inference_batch(cfg: BenchConfig) -> int:
     activation budget (the budget that also sizes EGGROLL's pair chunks)."""
     if cfg.inference_batch:
         return cfg.inference_batch
-    from spikeroll.evaluators import ACTIVATION_BUDGET_BYTES
 
     per_sample = cfg.time_bins * (cfg.input + max(cfg.sizes[1:])) * 4
     return max(1, min(cfg.population * cfg.batch_size, ACTIVATION_BUDGET_BYTES // per_sample))
@@ -155,8 +154,6 @@ def inference_pool(cfg: BenchConfig) -> int:
 
 def chunk_pairs(cfg: BenchConfig, strategy: str = "eggroll") -> int:
     """Pairs the trainer evaluates at once for this config and strategy."""
-    from spikeroll.evaluators import auto_unit_pairs
-    from spikeroll.train import resolve_device
 
     return auto_unit_pairs(cfg.population // 2, cfg.sizes, cfg.batch_size, cfg.time_bins,
                            cfg.rank if strategy == "eggroll" else None, resolve_device(cfg.device))
@@ -176,7 +173,6 @@ class _PeakMeter:
     """Peak memory the work adds after `start()`: RSS on CPU, allocated bytes on CUDA."""
 
     def __init__(self, device):
-        import torch
 
         self.cuda = device.type == "cuda"
         self.torch = torch
@@ -203,7 +199,6 @@ class _PeakMeter:
 
 def _timed(work, cfg: BenchConfig, device, meter: _PeakMeter) -> list[float]:
     """Warm up, then start the memory meter and time each repeat."""
-    import torch
 
     def sync():
         if device.type == "cuda":
@@ -224,9 +219,7 @@ def _timed(work, cfg: BenchConfig, device, meter: _PeakMeter) -> list[float]:
 
 def run_case(cfg: BenchConfig, case: str) -> dict:
     """Set up, warm up and time one case in this process; returns seconds (median), peak bytes."""
-    import torch
 
-    from spikeroll.train import Trainer, make_network, resolve_device
 
     if case not in CASES:
         raise SpikerollError(f"unknown bench case {case!r}; choose one of {', '.join(CASES)}")
@@ -261,7 +254,6 @@ def run_case(cfg: BenchConfig, case: str) -> dict:
 
 def measure_case(cfg: BenchConfig, case: str, timeout: float | None = None) -> dict:
     """Run one case in a fresh Python process (its own peak memory); returns run_case's dict."""
-    from spikeroll.isolate import run_isolated
 
     outcome = run_isolated(run_case, cfg, case, timeout=timeout)
     if outcome.ok:
@@ -277,7 +269,6 @@ def measure_case(cfg: BenchConfig, case: str, timeout: float | None = None) -> d
 
 def run_bench(cfg: BenchConfig, cases=CASES) -> dict:
     """The `spikeroll bench --json` object: config, median seconds and peak bytes per case, threads."""
-    import torch
 
     cfg = dataclasses.replace(cfg, threads=cfg.threads or torch.get_num_threads()).validate()
     results = {case: measure_case(cfg, case) for case in cases}

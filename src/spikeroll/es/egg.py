@@ -3,9 +3,9 @@
 EGG (the int8 training of the EGGROLL paper, ESHyperscale/nano-egg run.py `_simple_lora_update`)
 keeps no float parameters and no optimiser state:
 - each antithetic pair's result is reduced to a sign, s_k = sign(w_2k − w_2k+1) of the shaped
-  fitness (the shaping of `spikeroll.strategies`, shared with every other estimator);
+  fitness (the shaping of `spikeroll.es.strategies`, shared with every other estimator);
 - per weight matrix, Z = Σ_k s_k·A8_k·B8_kᵀ in integers, with the int8 noise A8 = round(16·A),
-  B8 = round(16·B) the population was evaluated with (`spikeroll.integer`: same counters, same
+  B8 = round(16·B) the population was evaluated with (`spikeroll.nets.integer`: same counters, same
   rounding);
 - a weight moves by exactly ±1 (sign of Z) where |Z| passes a z-test: under random signs Z has
   standard deviation √(n·r)·E[A8²]^½·E[B8²]^½ ≈ √(n·r)·256 (n pairs with a nonzero sign), so the
@@ -29,10 +29,13 @@ import statistics
 
 import torch
 
-from spikeroll import loihi, quant
-from spikeroll.integer import NOISE_FIXED, THRESHOLD_V, IntegerNet
-from spikeroll.schedules import sigma_at
-from spikeroll.strategies import shape_fitness
+from spikeroll.config import TrainConfig
+from spikeroll.es.estimators import ESEstimator, fitness_summary
+from spikeroll.es.protocols import Evaluator
+from spikeroll.es.schedules import sigma_at
+from spikeroll.es.strategies import shape_fitness
+from spikeroll.nets import loihi, quant
+from spikeroll.nets.integer import NOISE_FIXED, THRESHOLD_V, IntegerNet
 
 BIAS_LIMIT = ((1 << (quant.BIAS_MANT_BITS - 1)) - 1) * 2**quant.BIAS_EXP_MAX / THRESHOLD_V  # ≈ 0.5 θ
 
@@ -42,9 +45,13 @@ def int8_noise(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(torch.round(x * 2**NOISE_FIXED), -127, 127).to(torch.int32)
 
 
-class EGGEstimator:
-    def __init__(self, strategy, evaluator, cfg, net: IntegerNet):
-        self.strategy, self.evaluator, self.cfg, self.net = strategy, evaluator, cfg, net
+class EGGEstimator(ESEstimator):
+    """Integer ±1 weight moves from the signs of antithetic pairs (see the module docstring); the
+    evaluator and its close() are an ES estimator's."""
+
+    def __init__(self, strategy, evaluator: Evaluator, cfg: TrainConfig, net: IntegerNet):
+        super().__init__(strategy, evaluator, cfg)
+        self.net = net
         self.qmin, self.qmax = quant.q_range(net.bits)
 
     def z_at(self, generation: int) -> float:
@@ -60,6 +67,7 @@ class EGGEstimator:
 
     @torch.no_grad()
     def estimate(self, generation: int, frames: torch.Tensor, labels: torch.Tensor) -> dict:
+        """Moves the integer weights by ±1 where the pairs' vote passes the z-test (p.grad stays None)."""
         sigma = sigma_at(self.cfg, generation)
         fitness, acc = self.evaluator.population_fitness(generation, sigma, frames, labels)
         shaped = shape_fitness(fitness, self.cfg.shaping)
@@ -95,16 +103,11 @@ class EGGEstimator:
                        .to(bias.dtype))
             moved += int(step.abs().sum()) + int(bstep.abs().sum())
             weight.grad = bias.grad = None
-        finite = fitness[torch.isfinite(fitness)]
-        return {"fitness_mean": float(finite.mean()) if len(finite) else None,
-                "fitness_max": float(finite.max()) if len(finite) else None,
-                "train_batch_accuracy": float(acc.mean()), "sigma": sigma, "moved": moved, "egg_z": zg}
+        return {**fitness_summary(fitness, acc, sigma), "moved": moved, "egg_z": zg}
 
     @staticmethod
     def _step(z: torch.Tensor, threshold: int) -> torch.Tensor:
         """±1 where |Z| >= threshold (integers), else 0."""
         return torch.where(z.abs() >= threshold, torch.sign(z), torch.zeros_like(z))
 
-    def describe(self) -> dict:
-        return {"strategy": "egg", "rank": self.strategy.rank, "population": self.strategy.population}
 

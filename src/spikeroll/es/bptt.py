@@ -7,8 +7,8 @@ directory (metrics.jsonl, checkpoints, resume, report.json). One "generation" of
 optimizer step on one minibatch.
 
 The spike nonlinearity is the Heaviside step in the forward pass; its derivative is replaced by the
-fast-sigmoid surrogate 1/(1 + k·|v − θ|)² (`spikeroll.model.FastSigmoidSpike`, k = its `slope`),
-which `spikeroll.model.lif` uses whenever autograd is on and the current requires grad. Gradients
+fast-sigmoid surrogate 1/(1 + k·|v − θ|)² (`spikeroll.nets.model.FastSigmoidSpike`, k = its `slope`),
+which `spikeroll.nets.model.lif` uses whenever autograd is on and the current requires grad. Gradients
 also flow through the reset (v − s·θ or v·(1 − s)) and through time.
 
 Learning rate: the ES default (`lr` = 0.02) is sized for ES gradient estimates; for BPTT with Adam
@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from spikeroll.config import TrainConfig
+from spikeroll.es.estimators import BaseEstimator
 
 
-class BPTTEstimator:
+class BPTTEstimator(BaseEstimator):
     """The exact surrogate gradient of the minibatch loss of the one (unperturbed) network."""
 
     def __init__(self, net, cfg: TrainConfig):
@@ -56,4 +57,5 @@ class BPTTEstimator:
         return {"fitness_mean": fitness, "fitness_max": fitness, "train_batch_accuracy": accuracy, "sigma": None}
 
     def describe(self) -> dict:
+        """strategy bptt (no rank, no population), for report.json."""
         return {"strategy": "bptt", "rank": None, "population": None}

@@ -18,11 +18,11 @@ rounding (a neuron that lands exactly on the threshold can still flip).
 
 from __future__ import annotations
 
-import os
 import tempfile
-from pathlib import Path
 
 import numpy as np
+
+from spikeroll.cachedir import cache_root, private_temp_dir
 
 try:  # numba is a dependency, but the PyTorch path keeps working where it cannot be imported
     import numba
@@ -54,17 +54,18 @@ def applies(device, dtype=None, autograd: bool = False) -> bool:
 def jit_cache_dir() -> str | None:
     """The folder numba caches spikeroll's compiled kernels in: NUMBA_CACHE_DIR when the user set
     it, else spikeroll's cache folder ($SPIKEROLL_CACHE or ~/.cache/spikeroll)/numba, else a
-    per-user temp folder; None when none of them can be written (the kernels then compile anew in
-    every process). Why: numba's own choice is the package's __pycache__, then ~/.cache/numba, and
-    when neither is writable (an installed, read-only package run with a read-only home, as in
-    many containers) it refuses to compile a cache=True function at all, so `import spikeroll`
-    would fail."""
+    private per-user temp folder (spikeroll.cachedir: mode 0700, owned by this user); None when
+    none of them can be used (the kernels then compile anew in every process).
+
+    Why: numba's own choice is the package's __pycache__, then ~/.cache/numba, and when neither is
+    writable (an installed, read-only package run with a read-only home, as in many containers) it
+    refuses to compile a cache=True function at all, so `import spikeroll` would fail."""
     if numba is not None and numba.config.CACHE_DIR:
         return numba.config.CACHE_DIR
-    from spikeroll.data.cache import cache_root
-
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    for folder in (cache_root() / "numba", Path(tempfile.gettempdir()) / f"spikeroll-{uid}" / "numba"):
+    private = private_temp_dir()
+    for folder in (cache_root() / "numba", private / "numba" if private else None):
+        if folder is None:
+            continue
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tempfile.TemporaryFile(dir=folder).close()  # the check numba itself makes

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from spikeroll import kernels
+from spikeroll.config import READOUTS, RESETS
 from spikeroll.errors import SpikerollError
-
-RESETS = ("subtract", "zero")
-READOUTS = ("membrane", "spikes")
+from spikeroll.nets import kernels
 
 
 @dataclass
@@ -183,12 +181,18 @@ class ParameterHolder:
         for p, value in zip(self.params.values(), values):
             p.copy_(value.to(p.device))
 
+    def shared_input(self, frames: torch.Tensor) -> object | None:
+        """What every work unit of a minibatch shares; None: this network computes it per call."""
+        return None
+
     @property
     def num_parameters(self) -> int:
+        """Trainable scalars in `params`."""
         return sum(p.numel() for p in self.params.values())
 
     @property
     def device(self) -> torch.device:
+        """Where the parameters live."""
         return next(iter(self.params.values())).device
 
 

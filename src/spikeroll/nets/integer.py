@@ -3,9 +3,9 @@
 The network holds float *latent* parameters, laid out exactly like `SpikingNet.params`
 (layer{i}.weight, layer{i}.bias, in threshold units), so that the ES strategies, optimisers and
 checkpoints work on it unchanged. Every forward pass first turns them into the chip's integers
-(`layers()`): weights q of B bits with a per-layer power-of-two step 2^k (`spikeroll.quant`), a
+(`layers()`): weights q of B bits with a per-layer power-of-two step 2^k (`spikeroll.nets.quant`), a
 weight exponent, 13-bit bias mantissas, the 12-bit decay dv; and then runs Loihi's integer dynamics
-(`spikeroll.loihi`): int64 arithmetic throughout, never a float imitation of it.
+(`spikeroll.nets.loihi`): int64 arithmetic throughout, never a float imitation of it.
 
 Units: the threshold is vth = 2^14 (`VTH`), so a voltage spikes above vth << 6 = 2^20 and saturates
 at ±(2^23 − 1), about ±8 thresholds. A weight step 2^k (threshold units) is the weight exponent
@@ -37,14 +37,17 @@ integer network is then evaluated). Evaluation always runs the integer network.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from spikeroll import loihi, quant
+from spikeroll.atomic import save_json
 from spikeroll.errors import SpikerollError
-from spikeroll.model import READOUTS, FastSigmoidSpike, LayerNoise, ParameterHolder
+from spikeroll.nets import loihi, quant
+from spikeroll.nets.model import READOUTS, FastSigmoidSpike, LayerNoise, ParameterHolder
 
 VTH = 1 << 14
 THRESHOLD_V = VTH << loihi.ACT_SHIFT  # 2^20: one threshold in voltage units
@@ -356,11 +359,6 @@ def loihi_parameters(net) -> dict:
 def export_loihi(net, path) -> None:
     """Write `loihi_parameters(net)` to path: .json (lists), or .npz (one array per value, the
     conventions as a JSON string under "meta")."""
-    import json
-    from pathlib import Path
-
-    from spikeroll.checkpoint import save_json
-
     path = Path(path)
     if path.suffix not in (".json", ".npz"):
         raise SpikerollError(f"cannot write Loihi parameters to {path.name}: choose a .json or .npz file name")
