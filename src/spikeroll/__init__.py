@@ -10,7 +10,8 @@ ones below it:
     modules/                 EGGROLL for any torch.nn.Module
     es/                      noise -> members -> fitness -> shaping -> gradient (its docstring walks it)
     nets/, data/             LIF and integer networks with their kernels; datasets and minibatches
-    config, atomic, errors, memory, cachedir, version, noise    leaves everyone may use
+    config, atomic, memory, cachedir    leaves everyone may use; below them errors and version,
+                             and at the bottom noise (a pure function of counters)
 
 The public names below are imported on first use, so `import spikeroll` (and `spikeroll --help`)
 loads neither torch nor numba.
