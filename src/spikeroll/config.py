@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +25,19 @@ STRATEGIES = ("eggroll", "openes", "bptt", "egg")
 NEURONS = ("lif", "loihi")
 WORKER_DATA = ("auto", "store")  # how Ray workers get the training frames (spikeroll.training.distributed)
 
+# Bounds taken from the data. A leaf module cannot import spikeroll.data, so these repeat its
+# constants; tests/test_attack_inputs.py checks that they agree.
+SENSOR_PIXELS = 34  # spikeroll.data.events.SENSOR: every dataset's frames are 34 x 34 pixels
+MAX_TIME_BINS = 315_000  # spikeroll.data.events.RECORDING_US: one bin per microsecond of a recording
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+SEED_RANGE = (-2**63, 2**64)  # what torch.manual_seed accepts
+
 
 @dataclass
 class TrainConfig:
+    """Every setting of a run; `validate` checks types, finiteness and ranges (one path for the CLI,
+    config files, checkpoints and NIR metadata)."""
+
     # data
     dataset: str = "digits"
     data_dir: str | None = None
@@ -80,6 +92,9 @@ class TrainConfig:
     worker_data: str = "auto"  # auto: shared filesystem where a worker's copy matches, else object store; store
 
     def validate(self) -> TrainConfig:
+        """This config when every setting has its type, is finite and lies in range; else a one-line
+        SpikerollError naming the setting and the fix."""
+        check_types({name: vars(self)[name] for name in FIELD_KINDS})
         checks = [
             (self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}"),
             (math.isfinite(self.sigma) and self.sigma > 0, f"sigma={self.sigma} must be > 0; try --sigma 0.05"),
@@ -103,9 +118,11 @@ class TrainConfig:
             (self.readout in READOUTS, f"unknown readout {self.readout!r}; choose one of {', '.join(READOUTS)}"),
             (self.eval_every >= 1 and self.checkpoint_every >= 1, "eval_every and checkpoint_every must be >= 1"),
             (0.0 < self.val_fraction < 1.0, f"val_fraction={self.val_fraction} must be in (0, 1)"),
-            (self.augment_shift >= 0, f"augment_shift={self.augment_shift} must be >= 0"),
+            (0 <= self.augment_shift < SENSOR_PIXELS, f"augment_shift={self.augment_shift} must be between 0 and "
+             f"{SENSOR_PIXELS - 1} (frames are {SENSOR_PIXELS} pixels wide); try --augment-shift 2"),
             (0.0 <= self.augment_drop < 1.0, f"augment_drop={self.augment_drop} must be in [0, 1)"),
             (0.0 <= self.momentum < 1.0, f"momentum={self.momentum} must be in [0, 1); try --momentum 0.9"),
+            *range_checks(self),
             *integer_checks(self),
             *distributed_checks(self),
         ]
@@ -118,29 +135,43 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict:
+        """The settings as a plain dict (what config.json holds)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
+        """A config from a mapping of settings (a config file's, a checkpoint's, a Ray worker's); unknown
+        keys and values of the wrong type are one-line errors naming `source`. Ranges are checked by
+        `validate`."""
+        if not isinstance(values, dict):
+            raise SpikerollError(f"{source}: a config is a table of settings (keys as in config.json), "
+                                 f"not {type(values).__name__}; see `spikeroll train --help`")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
+        unknown = sorted(_short(repr(key), 40) for key in set(values) - names)
         if unknown:
             raise SpikerollError(f"{source}: unknown setting(s) {', '.join(unknown)}; see `spikeroll train --help`")
         values = dict(values)
-        if isinstance(values.get("hidden"), (int, str)):
-            values["hidden"] = parse_widths(str(values["hidden"]))
+        hidden = values.get("hidden")
+        if isinstance(hidden, (int, str)) and not isinstance(hidden, bool):
+            values["hidden"] = parse_widths(str(hidden))
+        check_types(values, source)
         return cls(**values)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
+        """A config from a JSON or TOML file (`--config`); any problem is a one-line error naming the file."""
         path = Path(path)
         if not path.is_file():
             raise SpikerollError(f"config file {path} does not exist; check the --config path")
         loads = _toml_loads if path.suffix == ".toml" else json.loads
         try:
             values = loads(path.read_text())
-        except ValueError as exc:  # json's and tomllib's decode errors are both ValueErrors
-            raise SpikerollError(f"config file {path} is not valid JSON/TOML ({exc}); fix the file") from None
+        except OSError as exc:
+            raise SpikerollError(f"config file {path} cannot be read ({exc.strerror or exc}); "
+                                 "check its permissions") from None
+        except (ValueError, RecursionError) as exc:  # json's and tomllib's decode errors are both ValueErrors
+            raise SpikerollError(f"config file {path} is not valid JSON/TOML ({_first_line(exc)}); "
+                                 "fix the file") from None
         return cls.from_dict(values, source=str(path))
 
 
@@ -154,6 +185,102 @@ def _toml_loads(text: str) -> dict:
             raise SpikerollError("reading a TOML config on Python 3.10 needs tomli; pip install 'tomli>=1.1' "
                                  "(or use a JSON config)") from None
     return tomllib.loads(text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return _short(text.splitlines()[0] if text else type(exc).__name__, 200)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters: a value quoted in an error message stays on one short line."""
+    text = text.replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# The type of every setting, read from TrainConfig's annotations: (kind, None allowed).
+_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "list[int]": "widths"}
+
+
+def _field_kinds() -> dict[str, tuple[str, bool]]:
+    kinds = {}
+    for f in dataclasses.fields(TrainConfig):
+        parts = [part.strip() for part in str(f.type).split("|")]
+        optional = "None" in parts
+        (base,) = [part for part in parts if part != "None"]
+        kinds[f.name] = (_KINDS[base], optional)
+    return kinds
+
+
+FIELD_KINDS = _field_kinds()
+EXPECTED = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
+            "widths": "a list of positive whole numbers, e.g. [128] or [256, 128]"}
+DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            for f in dataclasses.fields(TrainConfig)}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # bool is a subclass of int
+
+
+def _has_kind(value, kind: str) -> bool:
+    if kind == "int":
+        return _is_int(value)
+    if kind == "float":  # a whole number is fine where a float is expected
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, (list, tuple)) and all(_is_int(width) for width in value)
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def check_types(values: dict, source: str | None = None) -> None:
+    """Every setting in `values` has its field's type (ints are fine where floats are expected; bool
+    is not an int) and every float setting is finite; else a one-line SpikerollError naming it."""
+    prefix = f"{source}: " if source else ""
+    for name, value in values.items():
+        kind, optional = FIELD_KINDS[name]
+        if value is None and optional:
+            continue
+        flag = "--" + name.replace("_", "-")
+        example = DEFAULTS[name]
+        example = ",".join(map(str, example)) if isinstance(example, list) else example
+        hint = f"; e.g. {flag} {example}" if example is not None and kind not in ("bool", "widths") else ""
+        if not _has_kind(value, kind):
+            expected = EXPECTED[kind] + (" (or left out)" if optional else "")
+            raise SpikerollError(f"{prefix}{name} must be {expected}, got {_short(repr(value))} "
+                                 f"({type(value).__name__}){hint}")
+        if kind == "float" and not _finite(value):
+            raise SpikerollError(f"{prefix}{name}={_short(repr(value))} must be a finite number{hint}")
+
+
+def range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Ranges of the settings that the checks in `validate` above leave open."""
+    device_ok = DEVICE_PATTERN.fullmatch(cfg.device) is not None
+    return [
+        (cfg.dataset in DATASETS, f"unknown dataset {_short(repr(cfg.dataset))}; choose one of {', '.join(DATASETS)}"),
+        (cfg.time_bins <= MAX_TIME_BINS, f"time_bins={cfg.time_bins} is more than one bin per microsecond of a "
+         f"recording (at most {MAX_TIME_BINS}); try --time-bins 10"),
+        (cfg.pool <= SENSOR_PIXELS, f"pool={cfg.pool} is larger than the {SENSOR_PIXELS}-pixel frames; "
+         "try --pool 2"),
+        (0.0 <= cfg.beta <= 1.0, f"beta={cfg.beta} is outside [0, 1]; pass a decay factor such as --beta 0.9"),
+        (cfg.threshold > 0, f"threshold={cfg.threshold} must be > 0; try --threshold 1.0"),
+        (cfg.init_gain > 0, f"init_gain={cfg.init_gain} must be > 0; try --init-gain 1.0"),
+        (cfg.weight_decay >= 0, f"weight_decay={cfg.weight_decay} must be >= 0; try --weight-decay 0"),
+        (cfg.chunk_pairs is None or cfg.chunk_pairs >= 1,
+         f"chunk_pairs={cfg.chunk_pairs} must be >= 1 (or left out: sized to a memory budget); try --chunk-pairs 64"),
+        (SEED_RANGE[0] <= cfg.seed < SEED_RANGE[1], f"seed={_short(str(cfg.seed))} is out of range; "
+         "it must fit 64 bits, e.g. --seed 0"),
+        (device_ok, f"unknown device {_short(repr(cfg.device))}; choose auto, cpu, cuda or cuda:N (e.g. cuda:0)"),
+    ]
 
 
 def integer_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
@@ -192,6 +319,7 @@ def distributed_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
 
 
 def parse_widths(text: str) -> list[int]:
+    """'256,128' -> [256, 128]; anything but positive whole numbers is a one-line error."""
     try:
         widths = [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
