@@ -168,7 +168,7 @@ class IntegerNet(ParameterHolder):
         P = 0 if noise is None else noise[0].pairs
         M = 1 if noise is None else 2 * P
         base_np = self._first_base(x, layers) if first is None else first
-        xb, afx = loihi.EMPTY_I64_4, loihi.EMPTY_I64_3
+        layer_noise = None  # (xb, afx, per_member, shift) of the layer's input, see loihi.loihi_layer
         if noise is not None:
             b8, afx_t = self._layer_noise(noise[0], layers[0], 1.0 / self.pool**2)
             r = b8.shape[2]
@@ -176,35 +176,33 @@ class IntegerNet(ParameterHolder):
             flat = loihi.sparse_matmul(x.reshape(T * B, n).numpy(),
                                        b8.to(torch.int32).permute(1, 0, 2).reshape(n, P * r).numpy())
             xb[:, :T] = flat.reshape(T, B, P, r).transpose(2, 0, 3, 1)
-            afx = afx_t.numpy()
-        per_member = False
+            layer_noise = (xb, afx_t.numpy(), False, NOISE_FIXED + AFX_FIXED)
         for i, layer in enumerate(layers):
             last = i == L - 1
             H = layer["q"].shape[0]
             bias = self._member_bias(i, layer, None if noise is None else noise[i], M).numpy()
             spiking = not last or self.readout == "spikes"
-            qt_next, b_next, afx_next = loihi.EMPTY_I64_2, loihi.EMPTY_I64_3, loihi.EMPTY_I64_3
-            raw_next = xb_next = loihi.EMPTY_I64_4
+            project = next_noise = None
             if not last:
                 nxt = layers[i + 1]
                 qt_next = nxt["q"].t().contiguous().to(torch.int64).numpy()
                 raw_next = np.zeros((M, S, nxt["q"].shape[0], B), np.int32)
+                b_next = xb_next = None
                 if noise is not None:
                     b8n, afx_t = self._layer_noise(noise[i + 1], nxt, 1.0)
-                    b_next, afx_next = b8n.numpy(), afx_t.numpy()
+                    b_next = b8n.numpy()
                     xb_next = np.zeros((M, S, b8n.shape[2], B), np.int64)
+                    next_noise = (xb_next, afx_t.numpy(), True, NOISE_FIXED + AFX_FIXED)
+                project = (qt_next, raw_next, b_next, xb_next)
             out_sum = np.zeros((M, H, B), np.int64)
-            rec = [np.zeros((M, S, H, B), np.int64) for _ in range(3)] if record is not None \
-                else [loihi.EMPTY_I64_4] * 3
-            loihi.loihi_layer(base_np, xb, per_member, afx, NOISE_FIXED + AFX_FIXED, layer["weight_exp"],
-                              bias, layer["du"], layer["dv"], layer["vth"], spiking, qt_next, b_next,
-                              raw_next, xb_next, out_sum, *rec)
+            rec = [np.zeros((M, S, H, B), np.int64) for _ in range(3)] if record is not None else None
+            loihi.loihi_layer(base_np, bias, layer, spiking, out_sum, layer_noise, project, rec)
             if record is not None:
                 record.append({key: torch.from_numpy(value).transpose(2, 3)  # (M, S, B, H)
                                for key, value in zip(("u", "v", "spikes"), rec)})
             if last:
                 return torch.from_numpy(out_sum).transpose(1, 2)  # (M, B, classes)
-            base_np, per_member, xb, afx = raw_next, True, xb_next, afx_next
+            base_np, layer_noise = raw_next, next_noise
 
     def _first_base(self, x: torch.Tensor, layers: list[dict]) -> np.ndarray:
         """The first layer's shared accumulation x·qᵀ at each of the T + L steps: (1, S, H, B) int32."""

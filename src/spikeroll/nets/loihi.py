@@ -17,7 +17,9 @@ The wrap of u reproduces Lava's code line for line (including that u = 2^23 is n
 
 The kernel evaluates one layer for every (member, sample) pair in parallel, forming the member's
 input on the fly (shared accumulation plus its integer low-rank correction, see `loihi_layer`), and
-accumulates the next dense layer's integer input from the spikes as they happen.
+accumulates the next dense layer's integer input from the spikes as they happen. Its steps are
+small numba functions inlined into it (`_correction`, `_synaptic_input`, `_lif_update`, `_spike`,
+`_project`, `_record`, `_write_next`), so the compiled loops are those of one function.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from spikeroll.errors import SpikerollError
 try:
     from numba import njit, prange
 
-    from spikeroll.nets.kernels import cached_njit  # its compile cache in a writable folder, as the float kernel's
+    from spikeroll.nets.kernels import cached_njit  # compile cache in a writable folder, as the float kernel's
 except ImportError:  # pragma: no cover - numba is a dependency; this guards odd installs
     njit = None
 
@@ -37,16 +39,46 @@ DECAY_SHIFT = 12  # decays are 12-bit fractions of 4096
 ACT_SHIFT = 6  # synaptic input and threshold are MSB-aligned by 6 bits
 UV_MAX = 1 << 23  # u and v are 24-bit signed
 DS_OFFSET, DM_OFFSET = 1, 0
-BLOCK = 256  # samples per kernel job, as the float kernel's (spikeroll.nets.kernels)
-EMPTY_I64_2 = np.zeros((0, 0), np.int64)
+BLOCK = 256  # samples per kernel job (the float kernel, spikeroll.nets.kernels, takes 64)
+EMPTY_I64_2 = np.zeros((0, 0), np.int64)  # stand-ins for an absent array: the kernel tests for size 0
 EMPTY_I64_3 = np.zeros((0, 0, 0), np.int64)
 EMPTY_I64_4 = np.zeros((0, 0, 0, 0), np.int64)
 
 
 def require_kernel() -> None:
+    """Raise a SpikerollError when numba, which runs the integer kernel, cannot be imported."""
     if njit is None:
         raise SpikerollError("--neuron loihi needs numba for its integer kernel; install it with "
                              "`pip install numba` (it is a dependency of spikeroll)")
+
+
+def loihi_layer(base, bias, layer: dict, spiking: bool, out_sum, noise=None, project=None, record=None) -> None:
+    """One Loihi LIF layer for M members × B samples over S steps (samples are the last axis),
+    written into the arrays given.
+
+    base      (1 or M, S, H, B) int32: the dense accumulation W·s of each step, before the exponent
+              shift and the delay (shared by all members when its first dim is 1)
+    bias      (M, H) int32: each member's bias in voltage units (bias_mant << bias_exp)
+    layer     the layer's integers (`IntegerNet.layers()`): weight_exp, du, dv, vth
+    spiking   False: a non-spiking readout, out_sum (M, H, B) int64 += v every step; True: spikes,
+              which out_sum counts unless `project` is given
+    noise     None (no weight noise), or (xb, afx, per_member, shift): xb (P or M, S, r, B) int64 is
+              s·B8 of the member's pair (per_member False: the first layer) or of the member (True),
+              afx (P, H, r) int64 the pair's fixed-point A (σ folded in); member m = 2k + j adds
+              (−1)^j · ((xb·afxᵀ) >> shift) to its accumulation
+    project   None, or (qt_next, raw_next, b_next, xb_next): with qt_next (H, O) int64 the next
+              layer's W·s goes to raw_next (M, S, O, B) int32 and, when b_next (P, H, r') int64 is
+              not None, s·B8 to xb_next (M, S, r', B) int64
+    record    None, or (u, v, spikes), each (M, S, H, B) int64: every step's u, v (after reset)
+              and spikes
+    """
+    xb, afx, per_member, shift = (EMPTY_I64_4, EMPTY_I64_3, False, 0) if noise is None else noise
+    qt_next, raw_next, b_next, xb_next = (EMPTY_I64_2, EMPTY_I64_4, None, None) if project is None else project
+    neuron = (layer["weight_exp"], layer["du"], layer["dv"], layer["vth"])
+    _loihi_layer(base, bias, neuron, spiking, (xb, per_member, afx, shift),
+                 (qt_next, EMPTY_I64_3 if b_next is None else b_next, raw_next,
+                  EMPTY_I64_4 if xb_next is None else xb_next),
+                 out_sum, (EMPTY_I64_4,) * 3 if record is None else tuple(record))
 
 
 if njit is not None:
@@ -66,42 +98,138 @@ if njit is not None:
                         acc[c] += xj * wt[j, c]
         return out
 
-    @cached_njit(parallel=True)
-    def loihi_layer(base, xb, xb_per_member, afx, corr_shift, weight_exp, bias, du, dv, vth, spiking,
-                    qt_next, b_next, raw_next, xb_next, out_sum, rec_u, rec_v, rec_s):  # pragma: no cover
-        """One Loihi LIF layer for M members × B samples over S steps; samples are the last axis.
+    # The kernel's steps. Each is inlined into `_loihi_layer` at numba's IR level (inline="always"),
+    # so they cost no calls; every loop runs over the block's nb contiguous samples and vectorises.
 
-        base    (1 or M, S, H, B)  int32: the dense accumulation W·s of each step, before the
-                                   exponent shift and the delay (shared by all members when its
-                                   first dim is 1)
-        xb      (P or M, S, r, B)  int64: s·B8 of the member's pair (first layer) or of the member
-        afx     (P, H, r)          int64: the pair's fixed-point A (σ folded in); P = 0: no weight
-                                   noise. Member m = 2k + j adds (−1)^j · ((xb·afxᵀ) >> corr_shift)
-        bias    (M, H)             int32: bias in voltage units (bias_mant << bias_exp)
-        spiking                    False: a non-spiking readout, out_sum (M, H, B) += v every step;
-                                   True: spikes; with qt_next (H, O) the next layer's W·s goes to
-                                   raw_next (M, S, O, B) int32 and s·B8 to xb_next (M, S, r', B);
-                                   without, out_sum counts spikes
-        rec_*   (M, S, H, B)       when not empty, u, v (after reset) and spikes of every step
-        One job is one pair's two members on a block of up to 64 samples: a shared input's
+    @njit(inline="always")
+    def _correction(corr, xb, xm, step, afx, k, shift, b0, nb):  # pragma: no cover
+        """corr[h, :nb] <- (Σ_q xb[xm, step, q, b0 + i]·afx[k, h, q]) >> shift for every neuron h:
+        the integer low-rank correction of the dense accumulation of `step`, on one block."""
+        for h in range(afx.shape[1]):
+            for bb in range(nb):
+                corr[h, bb] = 0
+            for q in range(afx.shape[2]):
+                f = afx[k, h, q]
+                for bb in range(nb):
+                    corr[h, bb] += xb[xm, step, q, b0 + bb] * f
+            for bb in range(nb):
+                corr[h, bb] = corr[h, bb] >> shift
+
+    @njit(inline="always")
+    def _synaptic_input(a, base, bm, t, h, b0, nb, noisy, sign, corr, weight_exp):  # pragma: no cover
+        """a[:nb] <- neuron h's synaptic input at step t: the dense accumulation of step t − 1 (one
+        step of delay; 0 at t = 0) plus sign·corr when noisy, shifted by the weight exponent
+        (flooring when negative) and MSB-aligned: a = (W·s << weight_exp) << 6."""
+        # loop-invariant cases are separate loops, so that each one vectorises
+        if t == 0:
+            for bb in range(nb):
+                a[bb] = 0
+        elif noisy:
+            for bb in range(nb):
+                a[bb] = np.int64(base[bm, t - 1, h, b0 + bb]) + sign * corr[h, bb]
+        else:
+            for bb in range(nb):
+                a[bb] = np.int64(base[bm, t - 1, h, b0 + bb])
+        if weight_exp >= 0:
+            for bb in range(nb):
+                a[bb] = a[bb] << (weight_exp + ACT_SHIFT)
+        else:
+            for bb in range(nb):
+                a[bb] = (a[bb] >> -weight_exp) << ACT_SHIFT
+
+    @njit(inline="always")
+    def _decay(x, keep):  # pragma: no cover
+        """sgn(x)·((|x|·keep) >> 12): x decayed by keep/4096, rounded toward zero."""
+        ax = -x if x < 0 else x
+        d = (ax * keep) >> DECAY_SHIFT
+        return -d if x < 0 else d
+
+    @njit(inline="always")
+    def _lif_update(uh, vh, a, bias_h, keep_u, keep_v, nb):  # pragma: no cover
+        """One step of Loihi's sub-threshold dynamics on a block of one neuron:
+            u <- sgn(u')·(|u'| >> 12) + a, u' = u·keep_u, then wrapped once into 24 bits
+            v <- clip(sgn(v')·(|v'| >> 12) + u + bias, −(2^23 − 1), 2^23 − 1), v' = v·keep_v"""
+        vmax = UV_MAX - 1
+        for bb in range(nb):
+            un = _decay(np.int64(uh[bb]), keep_u) + a[bb]
+            un = un - 2 * UV_MAX if un > UV_MAX else un  # Lava wraps u once into 24 bits
+            un = un + 2 * UV_MAX if un <= -UV_MAX else un
+            uh[bb] = un
+            vn = _decay(np.int64(vh[bb]), keep_v) + np.int64(uh[bb]) + bias_h
+            vh[bb] = min(max(vn, -vmax), vmax)
+
+    @njit(inline="always")
+    def _spike(vh, s, vth_v, nb):  # pragma: no cover
+        """s <- [v > vth << 6], then v <- 0 where it spiked; returns the block's spike count."""
+        fired = 0
+        for bb in range(nb):
+            fire = 1 if vh[bb] > vth_v else 0
+            s[bb] = fire
+            fired += fire
+            vh[bb] = 0 if fire else vh[bb]
+        return fired
+
+    @njit(inline="always")
+    def _project(nxt, nxt_b, s, qt_next, b_next, k, h, nb):  # pragma: no cover
+        """Neuron h's spikes s of the block into the next layer's step accumulation, dense over
+        the block (vectorises): nxt[o] += s·qt_next[h, o] (W·s), nxt_b[q] += s·b_next[k, h, q] (s·B8)."""
+        for o in range(qt_next.shape[1]):
+            w = np.int32(qt_next[h, o])
+            row = nxt[o]
+            for bb in range(nb):
+                row[bb] += s[bb] * w
+        for q in range(b_next.shape[2]):
+            w = np.int32(b_next[k, h, q])
+            row = nxt_b[q]
+            for bb in range(nb):
+                row[bb] += s[bb] * w
+
+    @njit(inline="always")
+    def _record(rec, m, t, h, b0, nb, uh, vh, s):  # pragma: no cover
+        """rec = (u, v, spikes) (M, S, H, B): member m's neuron h at step t, on one block."""
+        rec_u, rec_v, rec_s = rec
+        for bb in range(nb):
+            rec_u[m, t, h, b0 + bb] = uh[bb]
+            rec_v[m, t, h, b0 + bb] = vh[bb]
+            rec_s[m, t, h, b0 + bb] = s[bb]
+
+    @njit(inline="always")
+    def _write_next(raw_next, xb_next, nxt, nxt_b, m, t, b0, nb):  # pragma: no cover
+        """Member m's step-t accumulation for the next layer, written once: raw_next (W·s) and,
+        when it is not empty, xb_next (s·B8)."""
+        for o in range(raw_next.shape[2]):
+            for bb in range(nb):
+                raw_next[m, t, o, b0 + bb] = nxt[o, bb]
+        if xb_next.shape[0] > 0:
+            for q in range(xb_next.shape[2]):
+                for bb in range(nb):
+                    xb_next[m, t, q, b0 + bb] = nxt_b[q, bb]
+
+    @cached_njit(parallel=True)
+    def _loihi_layer(base, bias, neuron, spiking, noise, nxt_out, out_sum, rec):  # pragma: no cover
+        """`loihi_layer` compiled; absent arrays are empty (size 0) rather than None.
+
+        neuron = (weight_exp, du, dv, vth), noise = (xb, per_member, afx, shift),
+        nxt_out = (qt_next, b_next, raw_next, xb_next), rec = (u, v, spikes).
+        One job is one pair's two members on a block of up to BLOCK = 256 samples: a shared input's
         correction is formed once for both members, and every inner loop runs over the block's
         contiguous samples, so the compiler vectorises it. u and v are stored as int32 (24-bit
         values); the arithmetic is int64.
         """
+        weight_exp, du, dv, vth = neuron
+        xb, xb_per_member, afx, shift = noise
+        qt_next, b_next, raw_next, xb_next = nxt_out
         S, H, B = base.shape[1], base.shape[2], base.shape[3]
         M = bias.shape[0]
         shared = base.shape[0] == 1
         noisy = afx.shape[0] > 0
-        r = afx.shape[2]
-        record = rec_v.shape[0] > 0
+        record = rec[1].shape[0] > 0
         project = qt_next.shape[0] > 0
-        next_noise = b_next.shape[0] > 0
         O = qt_next.shape[1]
         r2 = b_next.shape[2]
         vth_v = vth << ACT_SHIFT
         keep_u = (1 << DECAY_SHIFT) - (du + DS_OFFSET)
         keep_v = (1 << DECAY_SHIFT) - (dv + DM_OFFSET)
-        vmax = UV_MAX - 1
         blocks = (B + BLOCK - 1) // BLOCK
         for job in prange(((M + 1) // 2) * blocks):
             k = job // blocks
@@ -120,16 +248,7 @@ if njit is not None:
                     m = 2 * k + j
                     sign = 1 - 2 * j
                     if t > 0 and noisy and (j == 0 or xb_per_member):  # the pair's (or member's) correction
-                        xm = m if xb_per_member else k
-                        for h in range(H):
-                            for bb in range(nb):
-                                corr[h, bb] = 0
-                            for q in range(r):
-                                f = afx[k, h, q]
-                                for bb in range(nb):
-                                    corr[h, bb] += xb[xm, t - 1, q, b0 + bb] * f
-                            for bb in range(nb):
-                                corr[h, bb] = corr[h, bb] >> corr_shift
+                        _correction(corr, xb, m if xb_per_member else k, t - 1, afx, k, shift, b0, nb)
                     bm = 0 if shared else m
                     if project:
                         nxt[:, :] = 0
@@ -137,71 +256,19 @@ if njit is not None:
                     for h in range(H):
                         uh = u[j, h]
                         vh = v[j, h]
-                        # loop-invariant cases are separate loops, so that each one vectorises
-                        if t == 0:
-                            for bb in range(nb):
-                                a[bb] = 0
-                        elif noisy:  # the dense layer's output of step t − 1 arrives now (synaptic delay)
-                            for bb in range(nb):
-                                a[bb] = np.int64(base[bm, t - 1, h, b0 + bb]) + sign * corr[h, bb]
-                        else:
-                            for bb in range(nb):
-                                a[bb] = np.int64(base[bm, t - 1, h, b0 + bb])
-                        if weight_exp >= 0:
-                            for bb in range(nb):
-                                a[bb] = a[bb] << (weight_exp + ACT_SHIFT)
-                        else:
-                            for bb in range(nb):
-                                a[bb] = (a[bb] >> -weight_exp) << ACT_SHIFT
-                        bias_h = np.int64(bias[m, h])
-                        for bb in range(nb):
-                            x = np.int64(uh[bb])
-                            ax = -x if x < 0 else x
-                            d = (ax * keep_u) >> DECAY_SHIFT
-                            un = (-d if x < 0 else d) + a[bb]
-                            un = un - 2 * UV_MAX if un > UV_MAX else un  # Lava wraps u once into 24 bits
-                            un = un + 2 * UV_MAX if un <= -UV_MAX else un
-                            uh[bb] = un
-                            x = np.int64(vh[bb])
-                            ax = -x if x < 0 else x
-                            d = (ax * keep_v) >> DECAY_SHIFT
-                            vn = (-d if x < 0 else d) + np.int64(uh[bb]) + bias_h
-                            vh[bb] = min(max(vn, -vmax), vmax)
-                        fired = 0
-                        if spiking:
-                            for bb in range(nb):
-                                fire = 1 if vh[bb] > vth_v else 0
-                                s[bb] = fire
-                                fired += fire
-                                vh[bb] = 0 if fire else vh[bb]
+                        _synaptic_input(a, base, bm, t, h, b0, nb, noisy, sign, corr, weight_exp)
+                        _lif_update(uh, vh, a, np.int64(bias[m, h]), keep_u, keep_v, nb)
+                        fired = _spike(vh, s, vth_v, nb) if spiking else 0
                         if not spiking:
                             for bb in range(nb):
                                 out_sum[m, h, b0 + bb] += vh[bb]
                         elif fired > 0:
-                            if project:  # the next layer's W·s, dense over the block (vectorises)
-                                for o in range(O):
-                                    w = np.int32(qt_next[h, o])
-                                    row = nxt[o]
-                                    for bb in range(nb):
-                                        row[bb] += s[bb] * w
-                                for q in range(r2):
-                                    w = np.int32(b_next[k, h, q])
-                                    row = nxt_b[q]
-                                    for bb in range(nb):
-                                        row[bb] += s[bb] * w
+                            if project:
+                                _project(nxt, nxt_b, s, qt_next, b_next, k, h, nb)
                             else:
                                 for bb in range(nb):
                                     out_sum[m, h, b0 + bb] += s[bb]
                         if record:
-                            for bb in range(nb):
-                                rec_u[m, t, h, b0 + bb] = uh[bb]
-                                rec_v[m, t, h, b0 + bb] = vh[bb]
-                                rec_s[m, t, h, b0 + bb] = s[bb]
-                    if project:  # the step's accumulation for the next layer, written once
-                        for o in range(O):
-                            for bb in range(nb):
-                                raw_next[m, t, o, b0 + bb] = nxt[o, bb]
-                        if next_noise:
-                            for q in range(r2):
-                                for bb in range(nb):
-                                    xb_next[m, t, q, b0 + bb] = nxt_b[q, bb]
+                            _record(rec, m, t, h, b0, nb, uh, vh, s)
+                    if project:
+                        _write_next(raw_next, xb_next, nxt, nxt_b, m, t, b0, nb)
