@@ -1,9 +1,14 @@
 """The one atomic writer and the one frame-cache round trip."""
 
+import os
+import stat
+
 import numpy as np
 import pytest
+import torch
 
-from spikeroll.atomic import atomic_write
+from spikeroll.atomic import FILE_MODE, atomic_write
+from spikeroll.errors import SpikerollError
 from spikeroll.data import cache
 from spikeroll.training.rundir import load_checkpoint, save_checkpoint
 
@@ -24,8 +29,24 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
 
 def test_checkpoint_goes_through_the_atomic_writer(tmp_path):
     save_checkpoint(tmp_path / "c.pt", {"generation": 3})
-    assert load_checkpoint(tmp_path / "c.pt") == {"generation": 3}
+    assert torch.load(tmp_path / "c.pt", weights_only=True) == {"generation": 3}
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    # not the layout Trainer.checkpoint writes: refused, naming the file and what is missing
+    with pytest.raises(SpikerollError, match=r"c\.pt: key\(s\) 'format', 'config'.*are missing"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_atomic_write_follows_the_umask(tmp_path):
+    """mkstemp makes 0o600 files; an atomically written file gets what open() would give it."""
+    old = os.umask(0o027)
+    try:
+        with open(tmp_path / "plain", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    atomic_write(tmp_path / "atomic", lambda h: h.write(b"x"))
+    assert stat.S_IMODE((tmp_path / "atomic").stat().st_mode) == FILE_MODE == 0o666 & ~old
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640  # what the umask alone gives
 
 
 @pytest.mark.parametrize("binary", [True, False])
