@@ -34,17 +34,20 @@ def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest
 
 
 def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
-                 images: str | None = None, tta_shift: int = 0) -> dict:
+                 images: str | None = None, tta_shift: int = 0, *, model: str | None = None) -> dict:
     """Accuracy of a run's saved network on every split of its dataset (or another one); with
     tta_shift > 0, averaged over shifted copies of each recording (see
     `spikeroll.training.evaluation.accuracy`). `run_dir` may also be a NIR graph (a .nir file): its
-    network, on the dataset its metadata names (spikeroll's exports) or the one given."""
+    network, on the dataset its metadata names (spikeroll's exports) or the one given.
+
+    A run trained with --model opens only with `model` (FILE.py:FACTORY) given: it is imported and
+    run (see `spikeroll.training.rundir.load_trained`)."""
     imported = None
     if str(run_dir).endswith(".nir"):
         imported = import_graph(run_dir)
         cfg, net = network_config(TrainConfig(), imported), imported.net
     else:
-        cfg, net = load_trained(run_dir)
+        cfg, net = load_trained(run_dir, model=model)
     if dataset is not None:
         cfg.dataset, cfg.data_dir, cfg.images, cfg.val_ids = dataset, data_dir, images, None
     elif data_dir is not None:
@@ -60,17 +63,19 @@ def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str 
     return result
 
 
-def export_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def export_run(run_dir: str | Path, out: str | Path | None = None, *, model: str | None = None) -> Path:
     """Write a run's trained network as a NIR graph (default RUN_DIR/network.nir) and return its
-    path; a subtract-reset network also emits a NIRExportWarning (see spikeroll.interop.nir)."""
-    cfg, net = load_trained(run_dir)
+    path; a subtract-reset network also emits a NIRExportWarning (see spikeroll.interop.nir).
+    `model`: the FILE.py:FACTORY a --model run needs to be opened (it is imported)."""
+    cfg, net = load_trained(run_dir, model=model)
     return export_network(net, cfg, Path(out) if out else Path(run_dir) / "network.nir", source=str(run_dir))
 
 
-def export_loihi_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+def export_loihi_run(run_dir: str | Path, out: str | Path | None = None, *, model: str | None = None) -> Path:
     """Write an integer run's (--neuron loihi) weights, exponents and neuron constants as Loihi-style
-    parameters (.json or .npz; default RUN_DIR/loihi.json) and return the path."""
-    _, net = load_trained(run_dir)
+    parameters (.json or .npz; default RUN_DIR/loihi.json) and return the path. `model`: as in
+    `export_run`."""
+    _, net = load_trained(run_dir, model=model)
     path = Path(out) if out else Path(run_dir) / "loihi.json"
     export_loihi(net, path)
     return path

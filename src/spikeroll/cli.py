@@ -89,6 +89,7 @@ class FriendlyGroup(click.Group):
     """Turns SpikerollError into a one-line message (exit code 2) instead of a traceback."""
 
     def invoke(self, ctx):
+        """Run the command; its SpikerollError, usage error or Ctrl-C becomes one `error:` line."""
         try:
             return super().invoke(ctx)
         except SpikerollError as exc:
@@ -115,14 +116,29 @@ def _train_options(func):
 
 
 def build_config(config_file, resume_dir, overrides: dict) -> TrainConfig:
-    """Defaults < config file < saved config of a resumed run < options typed on the command line."""
+    """Defaults < config file < saved config of a resumed run < options typed on the command line.
+
+    A resumed run trained with --model continues only when the same --model is typed again:
+    resuming imports and runs that file, and a run directory may come from someone else."""
+    from spikeroll.training.rundir import CONFIG, check_config, model_refusal, same_model  # loads torch: see above
+
     values = TrainConfig().to_dict()
     if config_file:
         values.update(TrainConfig.from_file(config_file).to_dict())
-    saved = Path(resume_dir) / "config.json" if resume_dir else None
-    if saved and saved.exists():
-        values.update(json.loads(saved.read_text()))
     typed = {k: v for k, v in overrides.items() if v is not None}
+    saved = Path(resume_dir) / CONFIG if resume_dir else None
+    if saved and saved.exists():
+        try:
+            saved_values = json.loads(saved.read_bytes())
+        except ValueError as exc:  # invalid JSON or UTF-8
+            raise SpikerollError(f"{saved} is not valid JSON ({exc}); restore it, or start over with "
+                                 "--overwrite") from None
+        except OSError as exc:
+            raise SpikerollError(f"{saved} cannot be read ({exc.strerror}); check its permissions") from None
+        saved_model = check_config(saved_values, str(saved)).model
+        if saved_model and not same_model(saved_model, typed.get("model")):
+            raise model_refusal(f"the run in {resume_dir}", saved_model, action="resuming it")
+        values.update(saved_values)
     if "hidden" in typed:
         typed["hidden"] = parse_widths(typed["hidden"])
     if str(typed.get("val_ids", "")).lower() == "none":  # back to a --val-fraction split
@@ -169,19 +185,25 @@ def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, **overrid
 @click.option("--tta-shift", default=0, show_default=True, type=click.IntRange(min=0),
               help="Test-time augmentation: average class probabilities over every shift of up to this many "
                    "pixels ((2s+1)² passes per recording; 0 = one pass).")
-def evaluate(run_dir, dataset, data_dir, images, tta_shift):
+@click.option("--model", default=None, metavar="FILE.py:FACTORY",
+              help="For a run trained with --model: the same FILE.py:FACTORY. Naming it confirms that the file "
+                   "may be imported and run; a run directory never does so by itself.")
+def evaluate(run_dir, dataset, data_dir, images, tta_shift, model):
     """Accuracy of a trained run's network (or of a NIR graph, FILE.nir) on the train, validation and
     test splits."""
     from spikeroll.api import evaluate_run
 
     click.echo(json.dumps(evaluate_run(run_dir, dataset=dataset, data_dir=data_dir, images=images,
-                                       tta_shift=tta_shift), indent=2))
+                                       tta_shift=tta_shift, model=model), indent=2))
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--out", default=None, help="The .nir file to write [default: RUN_DIR/network.nir].")
-def export(run_dir, out):
+@click.option("--model", default=None, metavar="FILE.py:FACTORY",
+              help="For a run trained with --model: the same FILE.py:FACTORY. Naming it confirms that the file "
+                   "may be imported and run; a run directory never does so by itself.")
+def export(run_dir, out, model):
     """Write a trained run's network as a NIR graph, for neuromorphic chips and other simulators.
 
     Needs the extra spikeroll[nir]. A network trained with --reset subtract (the default) is written
@@ -194,7 +216,7 @@ def export(run_dir, out):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        path = export_run(run_dir, out)
+        path = export_run(run_dir, out, model=model)
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
     click.echo(str(path))
@@ -203,12 +225,15 @@ def export(run_dir, out):
 @main.command(name="export-loihi")
 @click.argument("run_dir", type=click.Path())
 @click.option("--out", default=None, help="A .json or .npz file [default: RUN_DIR/loihi.json].")
-def export_loihi(run_dir, out):
+@click.option("--model", default=None, metavar="FILE.py:FACTORY",
+              help="For a run trained with --model: the same FILE.py:FACTORY. Naming it confirms that the file "
+                   "may be imported and run; a run directory never does so by itself.")
+def export_loihi(run_dir, out, model):
     """Write an integer run's (--neuron loihi) weights, weight exponents and neuron constants as
     Loihi-style parameters a Lava user can load (docs/integer.md)."""
     from spikeroll.api import export_loihi_run
 
-    click.echo(str(export_loihi_run(run_dir, out)))
+    click.echo(str(export_loihi_run(run_dir, out, model=model)))
 
 
 @main.command()

@@ -21,7 +21,7 @@ import torch
 
 from spikeroll.atomic import save_json
 from spikeroll.config import TrainConfig, check_rank
-from spikeroll.data import SENSOR_SIZE
+from spikeroll.data import SENSOR_SIZE, Split, Splits
 from spikeroll.errors import SpikerollError
 from spikeroll.memory import max_rss_bytes, reset_peak_rss, status_bytes
 from spikeroll.tools.isolate import run_isolated
@@ -44,6 +44,7 @@ SENSOR_FEATURES, CLASSES = math.prod(SENSOR_SIZE), 10
 
 
 def parse_ranks(text: str) -> list[int]:
+    """`--ranks` ("1,4,8") as a sorted list of distinct ranks, each checked to be >= 1."""
     try:
         ranks = [int(part) for part in str(text).replace(" ", "").split(",") if part]
     except ValueError:
@@ -56,6 +57,7 @@ def parse_ranks(text: str) -> list[int]:
 
 
 def parse_strategies(text: str) -> list[str]:
+    """`--strategies` ("eggroll,bptt") as known strategy names, in STRATEGY_ORDER."""
     names = [part for part in str(text).replace(" ", "").split(",") if part]
     if not names:
         raise SpikerollError(f"--strategies is empty; give some of {','.join(STRATEGY_ORDER)}")
@@ -140,6 +142,25 @@ class _StepMemory(Callback):
         return max(self.before, _max_rss_mib(), (_peak_rss_since_reset_mib() or 0.0) if self.supported else 0.0)
 
 
+def write_data(data, path: str | Path) -> None:
+    """Save given splits (.train/.val/.test with .frames and .labels, .classes, .sensor_size) as
+    tensors and plain values only, which `read_data` loads without unpickling any object."""
+    splits = {name: None if split is None else {"frames": torch.as_tensor(split.frames),
+                                                "labels": torch.as_tensor(split.labels)}
+              for name, split in (("train", data.train), ("val", data.val), ("test", data.test))}
+    torch.save({"splits": splits, "classes": int(data.classes), "sensor_size": list(data.sensor_size),
+                "name": data.name if isinstance(data, Splits) else "given"}, path)
+
+
+def read_data(path: str | Path) -> Splits:
+    """The splits `write_data` saved (torch.load with weights_only=True: nothing in it runs code)."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    splits = {name: None if split is None else Split(split["frames"], split["labels"])
+              for name, split in saved["splits"].items()}
+    return Splits(saved["name"], splits["train"], splits["val"], splits["test"], classes=saved["classes"],
+                  sensor_size=tuple(saved["sensor_size"]))
+
+
 def run_worker(spec_path: str | Path) -> dict:
     """Body of the per-run process: train one run, write RUN/resources.json and return its content
     (an "error" key when the run failed)."""
@@ -151,7 +172,7 @@ def run_worker(spec_path: str | Path) -> dict:
     resources = {"pid": os.getpid()}
     try:
         if spec.get("data"):
-            data = torch.load(spec["data"], map_location="cpu", weights_only=False)
+            data = read_data(spec["data"])
         else:
             data = load_data(cfg, progress=False)
         resources["rss_before_training_mib"] = _current_rss_mib()
@@ -233,7 +254,7 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
     if data is not None:
 
         data_path = out / DATA_FILE
-        torch.save(data, data_path)
+        write_data(data, data_path)
     rows = []
     try:
         for i, (name, cfg) in enumerate(runs, 1):

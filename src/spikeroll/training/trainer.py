@@ -2,18 +2,28 @@
 evaluation of the mean network, callbacks, atomic checkpoints, metrics.jsonl and resume.
 
 The Trainer does not know which strategy it runs: `spikeroll.training.estimator.build_estimator` chooses
-the estimator (EGGROLL, OpenAI-ES or BPTT) and where the population is evaluated."""
+the estimator (EGGROLL, OpenAI-ES or BPTT) and where the population is evaluated.
+
+No run is lost: the Trainer builds and checks the whole new run (network, estimator, optimiser, a
+checkpoint to resume or a run to start from) before it touches the run directory; `overwrite` moves
+the old run's files aside (OUT/.replaced-TIME/) and deletes them only once the new run has written
+its first checkpoint, putting them back if it fails before that. A full disk, a read-only folder or
+a file-size limit while writing is a one-line error naming the intact checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from spikeroll.atomic import save_json
+from spikeroll.atomic import atomic_write, fsync_dir, is_disk_error, save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
 from spikeroll.data.minibatch import minibatch
 from spikeroll.errors import SpikerollError
@@ -29,10 +39,15 @@ from spikeroll.training.rundir import (
     CONFIG,
     METRICS,
     REPORT,
+    check_params,
+    check_training_state,
     load_checkpoint,
     load_trained,
     save_checkpoint,
 )
+
+RUN_FILES = (CHECKPOINT, REPORT, METRICS, CONFIG)
+REPLACED = ".replaced-"  # prefix of the folder an overwritten run waits in until the first checkpoint
 
 
 class Trainer:
@@ -44,7 +59,9 @@ class Trainer:
         self.out = Path(out_dir)
         self.data = data
         self.callbacks = list(callbacks)
-        self._prepare_run_dir(resume, overwrite)
+        self.saved_generation: int | None = None  # the checkpoint on disk that is intact
+        self._replaced: Path | None = None  # where an overwritten run waits until the first checkpoint
+        self._check_run_dir(resume, overwrite)
         self.device = resolve_device(cfg.device)
         in_features = input_features(tuple(data.train.frames.shape[2:]), cfg.pool)  # one time bin
         self.net = make_network(cfg, in_features, int(data.classes), self.device)
@@ -59,23 +76,86 @@ class Trainer:
             if init_net is None and str(cfg.init_from).endswith(".nir"):
                 raise SpikerollError("a NIR --init-from is read by spikeroll.api.train_run; call it, or pass the "
                                      "imported network as Trainer(..., init_net=...)")
-            source = init_net if init_net is not None else load_trained(cfg.init_from)[1]
+            source = init_net if init_net is not None else load_trained(cfg.init_from, model=cfg.model)[1]
             self._initialise_from(source, cfg.init_from or "network")
-        save_json(self.out / CONFIG, cfg.to_dict())
+        kept = self._kept_metrics(self.generation) if resume else None
+        # everything is checked: only now is the run directory changed
+        with self._disk(CONFIG):
+            if overwrite:
+                self._move_old_run_aside()
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                if kept is not None:
+                    with self._disk(METRICS):
+                        atomic_write(self.out / METRICS, lambda h: h.write("".join(kept).encode()))
+                save_json(self.out / CONFIG, cfg.to_dict())
+            except BaseException:
+                self._put_old_run_back()
+                raise
 
     # run directory ---------------------------------------------------------------------------
-    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
-        has_run = (self.out / CHECKPOINT).exists() or (self.out / REPORT).exists()
-        if overwrite and self.out.exists():
-            for name in (CHECKPOINT, REPORT, METRICS, CONFIG):
-                (self.out / name).unlink(missing_ok=True)
-        elif has_run and not resume:
+    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
+        """Refuse to start over a run that --resume or --overwrite should name; changes nothing."""
+        if overwrite or resume:
+            return
+        if (self.out / CHECKPOINT).exists() or (self.out / REPORT).exists():
             state = "a finished run" if (self.out / REPORT).exists() else "an unfinished run"
             raise SpikerollError(f"{self.out} already holds {state}; pass --resume to continue it, "
                                  "--overwrite to replace it, or choose another --out")
-        self.out.mkdir(parents=True, exist_ok=True)
+        metrics = self.out / METRICS
+        if metrics.exists() and metrics.stat().st_size:
+            raise SpikerollError(f"{self.out} holds {METRICS} but no {CHECKPOINT} (a run stopped before its first "
+                                 "checkpoint); pass --overwrite to replace it, --resume to start it again from "
+                                 "generation 0, or choose another --out")
+
+    def _move_old_run_aside(self) -> None:
+        old = [name for name in RUN_FILES if (self.out / name).exists()]
+        if not old:
+            return
+        aside = self.out / f"{REPLACED}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        aside.mkdir()
+        for name in old:
+            os.replace(self.out / name, aside / name)
+        fsync_dir(self.out)
+        self._replaced = aside
+
+    def _put_old_run_back(self) -> None:
+        """The new run failed before its first checkpoint: the overwritten run's files return."""
+        aside, self._replaced = self._replaced, None
+        if aside is None:
+            return
+        with contextlib.suppress(OSError):  # if even this fails, the old files stay in `aside`
+            for name in RUN_FILES:
+                if (aside / name).exists():
+                    os.replace(aside / name, self.out / name)
+                else:
+                    (self.out / name).unlink(missing_ok=True)
+            aside.rmdir()
+
+    def _drop_old_run(self) -> None:
+        aside, self._replaced = self._replaced, None
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def _disk(self, name: str):
+        """A full disk, read-only folder or file-size limit while writing `name`: one line saying
+        which checkpoint is intact and how to go on."""
+        try:
+            yield
+        except OSError as exc:
+            if not is_disk_error(exc):
+                raise
+            if self.saved_generation is not None:
+                intact = (f"its checkpoint of generation {self.saved_generation} is intact: free some space or make "
+                          "the folder writable, then continue with --resume")
+            else:
+                intact = ("no checkpoint of this run was written yet: free some space or make the folder writable, "
+                          "then start it again")
+            raise SpikerollError(f"cannot write {self.out / name} ({os.strerror(exc.errno)}); {intact}") from None
 
     def _restore(self, state: dict) -> None:
+        path = self.out / CHECKPOINT
         saved = state["config"]
         defaults, now = TrainConfig().to_dict(), self.cfg.to_dict()  # a key an older checkpoint lacks had its default
         mismatched = [k for k in ARCHITECTURE_KEYS if saved.get(k, defaults[k]) != now[k]]
@@ -83,11 +163,18 @@ class Trainer:
             pairs = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in mismatched)
             raise SpikerollError(f"checkpoint in {self.out} comes from an incompatible config ({pairs}); "
                                  "resume with the original settings or use --overwrite")
-        self.net.load_parameters(state["params"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        check_params(state, self.net, path)
+        check_training_state(state, self.optimizer, self.scheduler, path)
+        try:
+            self.net.load_parameters(state["params"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            raise SpikerollError(f"checkpoint {path}: its optimizer or scheduler state does not load "
+                                 f"({type(exc).__name__}); resume with the original settings or use --overwrite") \
+                from None
         self.generation, self.elapsed = state["generation"], state["elapsed"]
-        self._truncate_metrics(self.generation)
+        self.saved_generation = self.generation
 
     def _initialise_from(self, source: Network, origin: str) -> None:
         """Copy the parameters of another network (fine-tuning, e.g. simulated -> real): another run's,
@@ -97,21 +184,56 @@ class Trainer:
                                  "use the same --hidden and input size")
         self.net.load_parameters(source.params.values())
 
-    def _truncate_metrics(self, generation: int) -> None:
-        """Drop metric lines written after the checkpoint, so a resumed run's log has no duplicates."""
+    def _kept_metrics(self, generation: int) -> list[str] | None:
+        """The metric lines of generations before `generation` (a resumed run's log then has no
+        duplicates), or None when there is no log. A torn last line (a kill during its write) is
+        dropped with a warning on stderr; a damaged line before it is an error."""
         path = self.out / METRICS
-        if path.exists():
-            keep = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["generation"] < generation]
-            path.write_text("".join(line + "\n" for line in keep))
+        if not path.exists():
+            return None
+        lines = path.read_bytes().decode(errors="replace").split("\n")
+        complete, tail = lines[:-1], lines[-1]  # `tail`: after the last newline, empty unless torn
+        keep = []
+        for number, line in enumerate(complete, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                record_generation = record["generation"]
+                if not isinstance(record_generation, int):
+                    raise TypeError
+            except (ValueError, KeyError, TypeError):
+                if number == len(complete) and not tail.strip():
+                    tail = line  # the last line, torn as it was written
+                    break
+                raise SpikerollError(f"{path} line {number} is not a metrics record; fix or delete that line, or "
+                                     "start over with --overwrite") from None
+            if record_generation < generation:
+                keep.append(line + "\n")
+        if tail.strip():
+            print(f"warning: {path}: skipped its torn last line (the run was stopped while writing it)",
+                  file=sys.stderr)
+        return keep
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.out / CHECKPOINT, {
-            "format": 1, "config": self.cfg.to_dict(), "generation": self.generation, "elapsed": self.elapsed,
-            "params": [p.detach().cpu() for p in self.net.params.values()],
-            "param_names": list(self.net.params), "sizes": self.net.sizes,
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-        })
+        """Write checkpoint.pt atomically: config, generation, parameters, optimiser and scheduler."""
+        with self._disk(CHECKPOINT):
+            save_checkpoint(self.out / CHECKPOINT, {
+                "format": 1, "config": self.cfg.to_dict(), "generation": self.generation, "elapsed": self.elapsed,
+                "params": [p.detach().cpu() for p in self.net.params.values()],
+                "param_names": list(self.net.params), "sizes": self.net.sizes,
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            })
+        self.saved_generation = self.generation
+        self._drop_old_run()
+
+    def _log(self, log, record: dict) -> None:
+        """Append one metrics line and put it on disk (flushed and fsynced)."""
+        with self._disk(METRICS):
+            data = memoryview((json.dumps(record) + "\n").encode())
+            while data:  # an unbuffered file may take part of it, then fail on the rest
+                data = data[log.write(data):]
+            os.fsync(log.fileno())
 
     # one generation ----------------------------------------------------------------------------
     def minibatch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,6 +253,7 @@ class Trainer:
 
     # the loop ----------------------------------------------------------------------------------
     def evaluate(self, with_train: bool = False) -> dict:
+        """Accuracy of the mean network on the validation and test splits (and the training split)."""
         result = {"val_accuracy": accuracy(self.net, self.data.val),
                   "test_accuracy": accuracy(self.net, self.data.test)}
         if with_train:
@@ -143,10 +266,11 @@ class Trainer:
         and report the generations actually run."""
         try:
             return self._run(progress, max_seconds)
+        except BaseException:
+            self._put_old_run_back()  # an overwritten run returns if this one wrote no checkpoint
+            raise
         finally:  # an estimator holding workers (spikeroll.training.distributed) lets them go, even on an error
-            close = getattr(self.estimator, "close", None)
-            if close is not None:
-                close()
+            self.estimator.close()
 
     def _run(self, progress: bool, max_seconds: float | None) -> dict:
         cfg = self.cfg
@@ -157,7 +281,7 @@ class Trainer:
 
         for callback in self.callbacks:
             callback.on_run_start(self)
-        with open(self.out / METRICS, "a") as log:
+        with self._disk(METRICS), open(self.out / METRICS, "ab", buffering=0) as log:
             while not finished():
                 lr = self.optimizer.param_groups[0]["lr"]
                 generation, start = self.generation, time.perf_counter()
@@ -170,8 +294,7 @@ class Trainer:
                 done = finished()
                 if self.generation % cfg.eval_every == 0 or done:
                     record.update(self.evaluate())
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                self._log(log, record)
                 if self.generation % cfg.checkpoint_every == 0 or done:
                     self.checkpoint()
                 for callback in self.callbacks:
@@ -188,6 +311,7 @@ class Trainer:
         return report
 
     def finish(self) -> dict:
+        """Evaluate the final network and write report.json; returns the report."""
         report = {
             **self.evaluate(with_train=True),
             "generations": self.generation,
@@ -199,5 +323,6 @@ class Trainer:
             "torch_threads": torch.get_num_threads(),
             "device": str(self.device),
         }
-        save_json(self.out / REPORT, report)
+        with self._disk(REPORT):
+            save_json(self.out / REPORT, report)
         return report
