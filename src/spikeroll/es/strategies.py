@@ -42,6 +42,17 @@ def shape_fitness(fitness: torch.Tensor, method: str = "centered_ranks") -> torc
     return w.float()
 
 
+def rank_root(rank: int) -> float:
+    """√r, by which a rank-r perturbation A·Bᵀ is divided (ε = A·Bᵀ/√r has unit-variance entries)."""
+    return math.sqrt(rank)
+
+
+def noise_scale(sigma: float, rank: int | None) -> float:
+    """The factor the noise is scaled by: σ/√r for rank-r noise (it multiplies A), σ for full-rank
+    noise (rank None)."""
+    return sigma / rank_root(rank) if rank is not None else sigma
+
+
 class EvolutionStrategy:
     """rank=None is full-rank OpenAI-ES; rank=r is EGGROLL with rank-r matrix perturbations.
 
@@ -105,7 +116,7 @@ class EvolutionStrategy:
     def ask(self, generation: int, pairs: range, sigma: float) -> list[LayerNoise]:
         """Scaled per-layer noise for the members of `pairs` (2 members per pair)."""
         raw = self.raw_noise(generation, pairs)
-        scale = sigma / math.sqrt(self.rank) if self.rank is not None else sigma
+        scale = noise_scale(sigma, self.rank)
         layers = []
         for w, b in zip(raw[0::2], raw[1::2]):
             if len(w) == 2:
@@ -133,7 +144,7 @@ class EvolutionStrategy:
             for g, noise in zip(grads, self.raw_noise(generation, pairs)):
                 if len(noise) == 2:  # Σ_k d_k A_k B_kᵀ / √r
                     a, b = noise
-                    g += torch.einsum("por,pir->oi", a * dk[:, None, None], b) / math.sqrt(self.rank)
+                    g += torch.einsum("por,pir->oi", a * dk[:, None, None], b) / rank_root(self.rank)
                 else:
                     g += torch.tensordot(dk, noise[0], dims=1)
         self.forget()  # the generation is done with its noise

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from spikeroll.errors import SpikerollError
-from spikeroll.es.strategies import EvolutionStrategy, shape_fitness
+from spikeroll.es.strategies import EvolutionStrategy, noise_scale, shape_fitness
 from spikeroll.modules import checks, neurons
 from spikeroll.modules.fused import applies as fusable
 from spikeroll.modules.layers import (
@@ -122,7 +122,7 @@ class EGGROLL:
         return _tree(lambda *ts: torch.cat(ts), *outs)
 
     def _scaled_noise(self, pairs: range) -> dict[int, tuple]:
-        scale = self.sigma / math.sqrt(self.rank) if self.rank is not None else self.sigma
+        scale = noise_scale(self.sigma, self.rank)
         noise = {}
         for p, raw in zip(self.params, self.strategy.raw_noise(self.generation, pairs)):
             if len(raw) == 2:
