@@ -35,14 +35,9 @@ from spikeroll.es.protocols import Evaluator
 from spikeroll.es.schedules import sigma_at
 from spikeroll.es.strategies import shape_fitness
 from spikeroll.nets import loihi, quant
-from spikeroll.nets.integer import NOISE_FIXED, THRESHOLD_V, IntegerNet
+from spikeroll.nets.integer import NOISE_FIXED, THRESHOLD_V, IntegerNet, int8_noise
 
 BIAS_LIMIT = ((1 << (quant.BIAS_MANT_BITS - 1)) - 1) * 2**quant.BIAS_EXP_MAX / THRESHOLD_V  # ≈ 0.5 θ
-
-
-def int8_noise(x: torch.Tensor) -> torch.Tensor:
-    """The int8 noise of a standard normal tensor, as the integer forward applies it."""
-    return torch.clamp(torch.round(x * 2**NOISE_FIXED), -127, 127).to(torch.int32)
 
 
 class EGGEstimator(ESEstimator):

@@ -47,7 +47,7 @@ import torch
 from spikeroll.atomic import save_json
 from spikeroll.errors import SpikerollError
 from spikeroll.nets import loihi, quant
-from spikeroll.nets.model import READOUTS, FastSigmoidSpike, LayerNoise, ParameterHolder
+from spikeroll.nets.model import READOUTS, FastSigmoidSpike, LayerNoise, ParameterHolder, init_parameters
 
 VTH = 1 << 14
 THRESHOLD_V = VTH << loihi.ACT_SHIFT  # 2^20: one threshold in voltage units
@@ -55,6 +55,12 @@ DU_NO_FILTER = 4095  # u holds one step's input only: the float network has no c
 NOISE_FIXED = 4  # B8 = round(B·2^4), as nano-egg's int8 noise
 AFX_FIXED = 8  # fractional bits of the correction's A factor
 INT8_MAX = 127
+
+
+def int8_noise(x: torch.Tensor, dtype: torch.dtype = torch.int32) -> torch.Tensor:
+    """The int8 noise of a standard normal tensor, clamp(round(x·2^4), −127, 127), as `dtype`: the
+    B8 the integer forward applies (and EGG's A8, B8: `spikeroll.es.egg`)."""
+    return torch.clamp(torch.round(x * 2**NOISE_FIXED), -INT8_MAX, INT8_MAX).to(dtype)
 
 
 class IntegerNet(ParameterHolder):
@@ -78,12 +84,7 @@ class IntegerNet(ParameterHolder):
         self.sizes, self.bits, self.beta, self.readout = [int(s) for s in sizes], int(weight_bits), beta, readout
         self.pool, self.ptq = int(pool), ptq
         self.dv = quant.decay_from_beta(beta)
-        gen = torch.Generator().manual_seed(seed)
-        self.params: dict[str, torch.Tensor] = {}
-        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            bound = init_gain / math.sqrt(n_in)  # as SpikingNet: same draws for the same seed
-            self.params[f"layer{i}.weight"] = (torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound
-            self.params[f"layer{i}.bias"] = torch.zeros(n_out)
+        self.params = init_parameters(self.sizes, init_gain, seed)  # as SpikingNet: same draws for the same seed
         # The integer-native (EGG) estimator moves integers by ±1 at a fixed step: with frozen_step,
         # every layer's step is the power of two nearest it (in the latent units; for the first layer
         # that is frozen_step / pool² per input event), fixed for the whole run.
@@ -141,7 +142,7 @@ class IntegerNet(ParameterHolder):
         if noise.weight_full is not None:
             raise SpikerollError("--neuron loihi supports low-rank noise only; use --strategy eggroll or egg "
                                  "(or bptt), not openes")
-        b8 = torch.clamp(torch.round(noise.weight_b * 2**NOISE_FIXED), -INT8_MAX, INT8_MAX).to(torch.int64)
+        b8 = int8_noise(noise.weight_b, torch.int64)
         afx = torch.round(noise.weight_a.double() * scale * 2.0 ** (AFX_FIXED - layer["k"])).to(torch.int64)
         return b8, afx
 

@@ -170,6 +170,23 @@ def input_features(frame_shape: tuple[int, ...], pool: int = 1) -> int:
     return C * math.ceil(H / pool) * math.ceil(W / pool)
 
 
+def init_parameters(sizes: list[int], init_gain: float, seed: int,
+                    device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The initial parameters of layers `sizes[0] -> ... -> sizes[-1]`, in `params` order
+    (layer{i}.weight (out, in), layer{i}.bias (out,)): weights uniform in ±init_gain/√fan_in
+    (PyTorch's Linear default, scaled by init_gain), drawn on the CPU from one generator seeded
+    with `seed`, layer by layer; biases zero. SpikingNet and IntegerNet both start from it, so one
+    seed gives both the same weights."""
+    gen = torch.Generator().manual_seed(seed)
+    params: dict[str, torch.Tensor] = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        bound = init_gain / math.sqrt(n_in)
+        w = (torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound
+        params[f"layer{i}.weight"] = w.to(device)
+        params[f"layer{i}.bias"] = torch.zeros(n_out, device=device)
+    return params
+
+
 class ParameterHolder:
     """What the Trainer needs of any network that keeps its parameters in `self.params` (an ordered
     name -> tensor dict): SpikingNet, IntegerNet and the module adapter share it."""
@@ -229,13 +246,7 @@ class SpikingNet(ParameterHolder):
         self.beta, self.threshold, self.reset, self.readout = beta, threshold, reset, readout
         self.pool = int(pool)
         self.use_kernel = True  # False forces the PyTorch path (the reference the kernel is tested against)
-        gen = torch.Generator().manual_seed(seed)
-        self.params: dict[str, torch.Tensor] = {}
-        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            bound = init_gain / math.sqrt(n_in)  # PyTorch's Linear default, scaled by init_gain
-            w = (torch.rand(n_out, n_in, generator=gen) * 2 - 1) * bound
-            self.params[f"layer{i}.weight"] = w.to(device)
-            self.params[f"layer{i}.bias"] = torch.zeros(n_out, device=device)
+        self.params = init_parameters(self.sizes, init_gain, seed, device)
 
     def layer_params(self):
         """(weight, bias) per layer, first to readout."""
