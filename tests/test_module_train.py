@@ -81,9 +81,9 @@ def test_eggroll_run_reports_checkpoints_resumes_and_evaluates(factory, tmp_path
     torch.manual_seed(0)
     assert not torch.equal(saved_params(tmp_path / "full")[0], load_factory(factory).conv.weight)  # it trained
 
-    result = evaluate_run(tmp_path / "full")
+    result = evaluate_run(tmp_path / "full", model=factory)  # naming the module confirms it may be imported
     assert result["val_accuracy"] == pytest.approx(full["val_accuracy"])
-    _, net = load_trained(tmp_path / "full")
+    _, net = load_trained(tmp_path / "full", factory)
     assert net.num_parameters == full["num_parameters"]
     warnings = []
     written = plot_runs([tmp_path / "full"], tmp_path / "plots", warn=warnings.append)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 
 import torch
@@ -28,23 +29,54 @@ from spikeroll.nets.model import ParameterHolder
 UNIT_SAMPLES = 8192  # members x minibatch rows per work unit when --chunk-pairs is not given
 
 
+def _raised(exc: BaseException, file: Path, what: str) -> SpikerollError:
+    """A one-line error for an exception from the user's file: where in the file (the traceback's last
+    frame inside it, or a SyntaxError's own line) and the exception's first line."""
+    line = None
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == file.resolve():
+        line = exc.lineno
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename).resolve() == file.resolve():
+            line = frame.lineno
+    text = str(exc).strip().splitlines()
+    detail = f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    where = f"{file}:{line}" if line else f"{file}"
+    return SpikerollError(f"--model {where}: {what} raised {detail}; fix the file (see docs/modules.md)")
+
+
 def load_factory(spec: str) -> nn.Module:
-    """'path/to/file.py:factory' -> the module factory() returns."""
+    """'path/to/file.py:factory' -> the module factory() returns. Importing the file or calling the
+    factory runs the user's code: whatever it raises becomes one line naming the file and line."""
     path, sep, name = str(spec).rpartition(":")
     if not sep or not path or not name:
         raise SpikerollError(f"--model {spec!r} must be FILE.py:FACTORY, e.g. examples/snntorch_csnn.py:make_csnn")
     file = Path(path)
-    if not file.is_file():
-        raise SpikerollError(f"--model file {file} does not exist; give the path of a .py file defining {name}()")
+    try:
+        exists = file.is_file()
+    except (OSError, ValueError):  # a name the OS cannot look up (a NUL byte, too long)
+        exists = False
+    if not exists:
+        raise SpikerollError(f"--model file {path!r} does not exist; give the path of a .py file defining {name}()")
     module_name = f"spikeroll_user_model_{abs(hash(file.resolve()))}"
     loader = importlib.util.spec_from_file_location(module_name, file)
+    if loader is None or loader.loader is None:
+        raise SpikerollError(f"--model {file} is not a Python file; give FILE.py:FACTORY")
     code = importlib.util.module_from_spec(loader)
     sys.modules[module_name] = code  # dataclasses and pickling look their module up here
-    loader.loader.exec_module(code)
-    factory = getattr(code, name, None)
+    try:
+        loader.loader.exec_module(code)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything
+        sys.modules.pop(module_name, None)
+        raise _raised(exc, file, "importing it") from None
+    factory = getattr(code, name, None)  # the user's factory, by the name they gave after the colon
     if not callable(factory):
         raise SpikerollError(f"--model {file} defines no function {name!r}; name the factory after the colon")
-    model = factory()
+    try:
+        model = factory()
+    except SpikerollError:
+        raise
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything
+        raise _raised(exc, file, f"{name}()") from None
     if not isinstance(model, nn.Module):
         raise SpikerollError(f"--model {spec}: {name}() returned {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -61,6 +93,8 @@ class ModuleNet(ParameterHolder):
 
     @classmethod
     def from_config(cls, cfg, in_features: int, classes: int, device) -> ModuleNet:
+        """The module of cfg.model (FILE.py:FACTORY), initialised under the run's seed; the file's
+        path is made absolute in cfg, for config.json, resume and Ray workers."""
         path, _, name = str(cfg.model).rpartition(":")
         if path and Path(path).is_file():  # absolute from here on: config.json, resume and Ray workers
             cfg.model = f"{Path(path).resolve()}:{name}"
@@ -70,6 +104,7 @@ class ModuleNet(ParameterHolder):
         return cls(module, in_features, classes, device)
 
     def load_parameters(self, values) -> None:
+        """Copy saved parameter tensors (in .params order) into the module; shapes must match."""
         values = list(values)
         shapes = [tuple(v.shape) for v in values]
         mine = [tuple(p.shape) for p in self.params.values()]
@@ -85,6 +120,7 @@ class ModuleNet(ParameterHolder):
         return frames.transpose(0, 1).to(self.device, torch.float32)
 
     def logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames (B, T, ...) -> the module's logits (B, classes), its state reset first."""
         reset_state(self.module)
         out = self.module(self.inputs(frames))
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != self.classes:
@@ -102,9 +138,9 @@ class ModuleEvaluator(BaseEvaluator):
         self.strategy = es.strategy
 
     def unit_pairs(self, batch: int) -> int:
-        """--chunk-pairs, else 8,192 rows (members x minibatch) at once: at population 512, minibatch 64
-        a generation in units of 64 pairs measured 0.169 s and 68 MiB against 0.214 s and 142 MiB
-        for all pairs at once, and its peak memory stays flat in the population (docs/modules.md)."""
+        """--chunk-pairs, else UNIT_SAMPLES rows (members x minibatch) at once: units of that size
+        are faster than the whole population at once and keep peak memory flat in the population
+        (docs/modules.md has the measurements)."""
         return self.chunk_pairs or max(1, min(self.strategy.pairs, UNIT_SAMPLES // (2 * batch)))
 
     def shared_input(self, frames):
