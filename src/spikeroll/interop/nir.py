@@ -27,7 +27,9 @@ the integers themselves, the fixed-point constants and conventions sit in node a
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spikeroll.config import check_types
 from spikeroll.data.events import RECORDING_US, SENSOR
 from spikeroll.errors import SpikerollError
 from spikeroll.nets.integer import THRESHOLD_V, IntegerNet, integer_export
@@ -242,6 +245,7 @@ def export_integer_graph(net, frame_shape=(2, 34, 34), *, dt: float = DT, metada
 
 
 def write_graph(graph, path) -> Path:
+    """Write a nir.NIRGraph to `path` (its folder created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _nir().write(path, graph)
@@ -252,6 +256,8 @@ def write_graph(graph, path) -> Path:
 
 @dataclass
 class ImportedNetwork:
+    """What `import_graph` read: the network, its input shape and the graph's metadata."""
+
     net: SpikingNet
     input_shape: tuple[int, ...]  # one time bin, as the graph's Input node says
     metadata: dict = field(default_factory=dict)  # the graph's, strings decoded
@@ -266,7 +272,7 @@ def read_graph(path):
                              "or another NIR exporter")
     nir = _nir()
     try:
-        return nir.read(path)
+        graph = nir.read(path)
     except (OSError, KeyError) as exc:
         raise SpikerollError(f"{path} is not a readable NIR file ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'}); write it again") from None
@@ -274,6 +280,57 @@ def read_graph(path):
         raise SpikerollError(f"{path} holds an invalid NIR graph ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0] if str(exc) else 'shapes or fields do not match'}); "
                              "check how it was exported") from None
+    check_finite(graph, f"{path}: ")
+    return graph
+
+
+def _numbers(value) -> list:
+    """The numeric arrays and scalars inside a node field (dicts and lists searched, strings skipped)."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _numbers(v)]
+    if isinstance(value, (list, tuple)):
+        return [x for v in value for x in _numbers(v)]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        return [value]
+    if isinstance(value, (float, np.floating)):
+        return [value]
+    return []
+
+
+def check_finite(graph, prefix: str = "") -> None:
+    """A one-line SpikerollError naming the node and field when any float array or number of a
+    node (its parameters, shapes or metadata) is NaN or infinite."""
+    for name, node in (graph.nodes or {}).items():
+        if not dataclasses.is_dataclass(node):
+            continue
+        for field_name, value in vars(node).items():  # a node's fields, whatever its NIR type
+            for array in _numbers(value):
+                if not np.all(np.isfinite(array)):
+                    raise SpikerollError(f"{prefix}{_kind(name, node)}: {field_name} holds NaN or infinite "
+                                         "values; export the graph again from a trained network")
+
+
+def meta_number(meta: dict, key: str, default: float | None = None, positive: bool = False) -> float | None:
+    """A number from a graph's metadata: a one-line error when it is not a finite (positive) number."""
+    value = meta.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        kind = "a finite positive number" if positive else "a finite number"
+        raise SpikerollError(f"the graph's metadata {key}={str(value)[:60]!r} is not {kind}; "
+                             "the file is damaged or was not written by spikeroll")
+    return float(value)
+
+
+def graph_dt(meta: dict) -> float:
+    """The time step of a graph's steps: spikeroll's metadata dt in graphs spikeroll wrote, else DT."""
+    return meta_number(meta, "dt", DT, positive=True) if is_ours(meta) else DT
+
+
+def is_ours(meta: dict) -> bool:
+    """Whether the graph's metadata says spikeroll wrote it."""
+    return isinstance(meta.get("producer"), str) and meta["producer"] == PRODUCER
 
 
 def _decode(value):
@@ -320,8 +377,30 @@ def _chain(graph, nir) -> list[tuple[str, object]]:
     return chain
 
 
+def _floats(name, node, field_name, value) -> np.ndarray:
+    """A node's field as a float64 array: a one-line error naming the node and field when it holds
+    anything but finite numbers."""
+    try:
+        value = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise SpikerollError(f"{_kind(name, node)}: {field_name} is not an array of numbers; "
+                             "the file is damaged") from None
+    if not np.all(np.isfinite(value)):
+        raise SpikerollError(f"{_kind(name, node)}: {field_name} holds NaN or infinite values; "
+                             "export the graph again from a trained network")
+    return value
+
+
+def _ints(name, node, field_name, value) -> np.ndarray:
+    """A node's integer field (kernel sizes, dims) as an int array, or a one-line error."""
+    value = np.atleast_1d(_floats(name, node, field_name, value))
+    if np.any(value != np.round(value)) or np.any(np.abs(value) > 2**31):
+        raise SpikerollError(f"{_kind(name, node)}: {field_name} = {value.tolist()[:4]} is not whole numbers")
+    return value.astype(np.int64)
+
+
 def _array(name, node, field_name, n) -> np.ndarray:
-    value = np.asarray(getattr(node, field_name), np.float64)
+    value = _floats(name, node, field_name, getattr(node, field_name))  # a neuron node's parameter
     if value.shape == ():
         value = np.full(n, float(value))
     if value.shape != (n,):
@@ -361,15 +440,26 @@ def import_graph(graph) -> ImportedNetwork:
     nir = _nir()
     if isinstance(graph, (str, Path)):
         graph = read_graph(graph)
+    check_finite(graph)
     meta = {k: _decode(v) for k, v in (graph.metadata or {}).items()}
-    ours = meta.get("producer") == PRODUCER
-    dt = float(meta.get("dt", DT)) if ours else DT
+    ours = is_ours(meta)
+    dt = graph_dt(meta)
     chain = _chain(graph, nir)
-    input_shape = tuple(int(s) for s in np.atleast_1d(chain[0][1].input_type["input"]))
+    in_name, in_node = chain[0]
+    input_type = in_node.input_type if isinstance(in_node.input_type, dict) else {}
+    if "input" not in input_type:
+        raise SpikerollError(f"{_kind(in_name, in_node)} has no input shape; the file is damaged")
+    input_shape = tuple(int(s) for s in _ints(in_name, in_node, "input_type", input_type["input"]))
+    if not input_shape or min(input_shape) < 1:
+        raise SpikerollError(f"{_kind(in_name, in_node)} has input shape {input_shape}; every dim must be >= 1")
     shape, pool, pool_gain, at = input_shape, 1, 1.0, 1
     name, node = chain[at]
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
-        k, s, p = (np.atleast_1d(np.asarray(x)).astype(int) for x in (node.kernel_size, node.stride, node.padding))
+        k, s, p = (_ints(name, node, f, x) for f, x in (("kernel_size", node.kernel_size), ("stride", node.stride),
+                                                         ("padding", node.padding)))
+        if k.size not in (1, 2) or s.size not in (1, 2) or np.any(k < 1):
+            raise SpikerollError(f"{_kind(name, node)}: kernel {k.tolist()} and stride {s.tolist()} must be one "
+                                 "or two positive sizes")
         k, s = np.broadcast_to(k, (2,)), np.broadcast_to(s, (2,))
         if len(shape) != 3 or k[0] != k[1] or np.any(s != k) or np.any(p != 0) \
                 or shape[1] % k[0] or shape[2] % k[0]:
@@ -383,7 +473,8 @@ def import_graph(graph) -> ImportedNetwork:
     name, node = chain[at]
     if isinstance(node, nir.Flatten):
         dims = len(shape)
-        start, end = int(node.start_dim) % dims, int(node.end_dim) % dims
+        start, end = (int(_ints(name, node, f, x)[0]) % dims
+                      for f, x in (("start_dim", node.start_dim), ("end_dim", node.end_dim)))
         if (start, end) != (0, dims - 1):
             raise SpikerollError(f"{_kind(name, node)} flattens dims {start}..{end} of {shape}; spikeroll "
                                  "needs every dim flattened (start_dim 0, end_dim -1)")
@@ -399,11 +490,11 @@ def import_graph(graph) -> ImportedNetwork:
         name, node = chain[at]
         if not isinstance(node, (nir.Affine, nir.Linear)):
             raise _misplaced(name, node, nir, "an Affine or Linear layer")
-        w = np.asarray(node.weight, np.float64)
+        w = _floats(name, node, "weight", node.weight)
         if w.ndim != 2 or w.shape[1] != features:
             raise SpikerollError(f"{_kind(name, node)} has weight shape {w.shape}, but its input has {features} "
                                  f"features; the shapes must match ({CHAIN})")
-        b = np.asarray(node.bias, np.float64) if isinstance(node, nir.Affine) else np.zeros(w.shape[0])
+        b = _floats(name, node, "bias", node.bias) if isinstance(node, nir.Affine) else np.zeros(w.shape[0])
         if b.shape != (w.shape[0],):
             raise SpikerollError(f"{_kind(name, node)} has bias shape {b.shape} for {w.shape[0]} outputs")
         if not weights:
@@ -435,10 +526,11 @@ def import_graph(graph) -> ImportedNetwork:
             notes.append(f"{n_name}: input gain r·dt/τ, leak or threshold folded into the incoming weights")
     readout = "spikes" if isinstance(neurons[-1][1], (nir.LIF, nir.IF)) else "membrane"
     reset = meta.get("reset", "zero") if ours else "zero"
+    reset = reset if isinstance(reset, str) else "zero"
     beta = float(np.float32(beta0))
-    if ours and abs(float(meta.get("beta", -1.0)) - beta) <= 1e-6:
+    if ours and abs(meta_number(meta, "beta", -1.0) - beta) <= 1e-6:
         beta = float(meta["beta"])  # the float64 value spikeroll trained with (its readout uses it)
-    if ours and not notes and float(np.float32(meta.get("threshold", -1.0))) == theta:
+    if ours and not notes and float(np.float32(meta_number(meta, "threshold", -1.0))) == theta:
         theta = float(meta["threshold"])
     net = SpikingNet([weights[0].shape[1], *[w.shape[0] for w in weights]], beta=beta, threshold=theta,
                      reset=reset if reset in ("zero", "subtract") else "zero", readout=readout, pool=pool)
@@ -482,14 +574,17 @@ def export_network(net, cfg, out: Path, source: str = "the network") -> Path:
 
 def network_config(cfg, imported: ImportedNetwork):
     """cfg with the network settings (widths, β, θ, reset, readout, pool) the graph defines, and,
-    for graphs spikeroll wrote, the dataset, time bins and split they were trained on."""
+    for graphs spikeroll wrote, the dataset, time bins and split they were trained on. The result
+    goes through TrainConfig's checks (types, finiteness, ranges) like any other config; a graph
+    without a hidden layer is allowed here, for evaluation."""
     net = imported.net
     cfg.hidden, cfg.beta, cfg.threshold = list(net.sizes[1:-1]), net.beta, net.threshold
     cfg.reset, cfg.readout, cfg.pool = net.reset, net.readout, net.pool
-    if imported.metadata.get("producer") == PRODUCER:
-        cfg.dataset = imported.metadata.get("dataset", cfg.dataset)
-        cfg.time_bins = int(imported.metadata.get("time_bins", cfg.time_bins))
-        cfg.val_ids = imported.metadata.get("val_ids", cfg.val_ids)
+    if is_ours(imported.metadata):
+        values = {key: imported.metadata.get(key, vars(cfg)[key]) for key in ("dataset", "time_bins", "val_ids")}
+        check_types(values, "the NIR graph's metadata")
+        cfg.dataset, cfg.time_bins, cfg.val_ids = values["dataset"], int(values["time_bins"]), values["val_ids"]
+    dataclasses.replace(cfg, hidden=cfg.hidden or [1]).validate()
     return cfg
 
 

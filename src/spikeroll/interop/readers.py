@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from spikeroll.errors import SpikerollError
-from spikeroll.interop.nir import DT, PRODUCER, _decode, read_graph
+from spikeroll.interop.nir import _decode, check_finite, graph_dt, read_graph
 
 
 class LeakyIntegrator(torch.nn.Module):
@@ -40,9 +40,11 @@ class LeakyIntegrator(torch.nn.Module):
         self.u = None
 
     def reset(self) -> None:
+        """Forget the membrane: the next step starts from u = 0."""
         self.u = None
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
+        """One step: the membrane u after input `current`."""
         drive = current if self.exact_gain else current * self.gain
         if bool(torch.any(self.drive != 0)):
             drive = drive + self.drive
@@ -66,10 +68,11 @@ def _leaky(node, dt: float, snn):
 
 def _linear(node) -> torch.nn.Linear:
     weight = torch.as_tensor(np.asarray(node.weight, np.float32))
+    # nir.Linear has no bias field, nir.Affine has one: the NIR node type decides
     layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=hasattr(node, "bias"))
     with torch.no_grad():
         layer.weight.copy_(weight)
-        if hasattr(node, "bias"):
+        if hasattr(node, "bias"):  # nir.Affine (see above)
             layer.bias.copy_(torch.as_tensor(np.asarray(node.bias, np.float32)))
     return layer
 
@@ -88,7 +91,8 @@ class SnnTorchNetwork(torch.nn.Module):
         self.step, self.readout = step, readout
 
     def reset(self) -> None:
-        import snntorch as snn
+        """Reset every neuron's state (snnTorch's Leaky membranes and the LI integrators)."""
+        import snntorch as snn  # optional dependency (pip install snntorch), needed only here
 
         for module in self.step.modules():
             if isinstance(module, snn.Leaky):
@@ -119,9 +123,10 @@ def to_snntorch(graph, dt: float | None = None) -> SnnTorchNetwork:
                              "pip install snntorch nirtorch nir") from None
     if isinstance(graph, (str, Path)):
         graph = read_graph(graph)
+    check_finite(graph)
     meta = {k: _decode(v) for k, v in (graph.metadata or {}).items()}
     if dt is None:
-        dt = float(meta["dt"]) if meta.get("producer") == PRODUCER and "dt" in meta else DT
+        dt = graph_dt(meta)
     node_map = {
         nir.Affine: _linear,
         nir.Linear: _linear,
