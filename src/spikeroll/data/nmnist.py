@@ -35,6 +35,7 @@ class Problems:
         self.strict, self.items = strict, []
 
     def add(self, path, reason: str) -> None:
+        """Record a bad file (a warning naming it), or raise at once when strict."""
         if self.strict:
             raise SpikerollError(f"bad N-MNIST file {path}: {reason}; fix or remove it, "
                                  "or run without --strict to skip it")
@@ -43,6 +44,7 @@ class Problems:
             warnings.warn(f"skipping {path}: {reason} (skipped so far: {len(self.items)})", stacklevel=2)
 
     def summary(self) -> None:
+        """Warn with the total when more bad files were found than were named one by one."""
         if len(self.items) > _MAX_NAMED:
             warnings.warn(f"skipped {len(self.items)} bad N-MNIST files in total (first {_MAX_NAMED} named above)",
                           stacklevel=2)
@@ -195,9 +197,14 @@ def iter_nmnist_recordings(data_dir, strict: bool = False, progress: bool = Fals
 
 
 def file_list_hash(files: list[Path]) -> str:
+    """A digest of the file list (paths, sizes, modification times): the cache key of a folder."""
     h = hashlib.sha256()
     for f in files:
-        st = f.stat()
+        try:
+            st = f.stat()
+        except OSError as e:
+            raise SpikerollError(f"cannot read {f} ({e.strerror or e}); was the folder changed while "
+                                 "reading it?") from None
         h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
@@ -225,6 +232,11 @@ def load_folder(split_dir: Path, opts: BinOpts, strict: bool, cache_dir, progres
             labs.append(lab)
             readable.append(ok)
         problems.summary()
+        if not sum(len(lab) for lab in labs):  # nothing to train or test on: say why, once
+            found = f"all {len(files)} recordings are corrupt or unreadable" if files else "there are no recordings"
+            examples = "; ".join(problems.items[:1])
+            raise SpikerollError(f"{split_dir}: {found} (N-MNIST needs <label>/<id>.bin files, 5 bytes per event)"
+                                 + (f", e.g. {examples}" if examples else "") + "; check --data-dir")
         T = frames[0].shape[1] if frames else opts.time_bins
         frames = np.concatenate(frames) if frames else np.zeros((0, T, 2, SENSOR, SENSOR), np.uint8)
         ids = recording_ids(files)[np.concatenate(readable)] if readable else np.zeros(0, np.int64)
