@@ -1,0 +1,130 @@
+"""Rollouts: a population (or the plain policy) plays its episodes; the RolloutEvaluator turns them into fitness.
+
+The RolloutEvaluator is the control side of the one fitness seam that classification uses: the ES
+estimator (`spikeroll.es.estimators.ESEstimator`) calls `population_fitness(generation, sigma,
+frames, labels)` with frames=None and labels = the generation's episode seeds (E,), and gets back
+(fitness (N,), mean return (N,)). Shaping, the gradient and the optimiser step are the shared ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spikeroll.control.envs import EnvBatch
+from spikeroll.control.policy import ObsStats, SpikingPolicy, member_factors
+from spikeroll.es.evaluators import BaseEvaluator
+from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.nets.model import LayerNoise
+
+
+@dataclass
+class Rollout:
+    """What a batch of episodes gave: returns and lengths (members, episodes), and the sums of the
+    observations the policy acted on (for the running normalisation statistics)."""
+
+    returns: np.ndarray  # (N, E) float64
+    lengths: np.ndarray  # (N, E) int64
+    obs_count: int
+    obs_sum: np.ndarray  # (obs_dim,) float64
+    obs_sumsq: np.ndarray
+
+    @property
+    def env_steps(self) -> int:
+        """Environment steps taken (until each episode's first end)."""
+        return int(self.lengths.sum())
+
+
+@torch.no_grad()
+def rollout(policy: SpikingPolicy, batch: EnvBatch, stats: ObsStats, seeds: list[int], members: int,
+            noise: list[LayerNoise] | None = None) -> Rollout:
+    """Play one episode in each of the batch's envs: env j = member·E + e starts from seeds[e].
+
+    Observations are normalised with `stats` as they stand (frozen by the caller for a generation);
+    an env's return sums its rewards until its first termination or truncation.
+    """
+    episodes = len(seeds)
+    count = members * episodes
+    obs = batch.reset([seeds[j % episodes] for j in range(count)])
+    factors = None if noise is None else member_factors(noise)
+    alive = np.ones(count, dtype=bool)
+    returns = np.zeros(count)
+    lengths = np.zeros(count, dtype=np.int64)
+    total, total_sq, seen = np.zeros(batch.n_obs), np.zeros(batch.n_obs), 0
+    while alive.any():
+        live = obs[alive].astype(np.float64)
+        total += live.sum(0)
+        total_sq += (live * live).sum(0)
+        seen += len(live)
+        x = stats.normalise(obs).view(members, episodes, -1)
+        actions = policy.actions(policy.outputs(x, factors=factors).reshape(count, -1))
+        obs, rewards, done = batch.step(actions, alive)
+        returns[alive] += rewards[alive]
+        lengths[alive] += 1
+        alive &= ~done
+    return Rollout(returns.reshape(members, episodes), lengths.reshape(members, episodes), seen, total, total_sq)
+
+
+class RolloutEvaluator(BaseEvaluator):
+    """Fitness of every member of a population from its episodes (the Evaluator protocol).
+
+    Every member plays the generation's seeds (`labels`, (E,)) with the statistics in `stats` frozen;
+    fitness is the mean return per member, or `fitness_fn(returns (N, E), lengths (N, E)) -> (N,)`.
+    The last rollout stays in `last` (its env steps and observation sums, which the trainer adds to
+    the statistics after the update).
+    """
+
+    def __init__(self, policy: SpikingPolicy, strategy: EvolutionStrategy, stats: ObsStats, env_id: str,
+                 max_episode_steps: int | None = None,
+                 fitness_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
+        self.policy, self.strategy, self.stats = policy, strategy, stats
+        self.env_id, self.max_episode_steps, self.fitness_fn = env_id, max_episode_steps, fitness_fn
+        self.batch: EnvBatch | None = None
+        self.last: Rollout | None = None
+
+    def unit_pairs(self, batch: int) -> int:
+        """The whole population is one unit: its noise is drawn once per generation and reused by the update."""
+        return self.strategy.pairs
+
+    @torch.no_grad()
+    def population_fitness(self, generation: int, sigma: float, frames, labels: torch.Tensor):
+        """(fitness, mean return) of every member (N,), float32 on the CPU; `frames` is unused (None)."""
+        seeds = [int(s) for s in labels]
+        members = self.strategy.population
+        if self.batch is None or self.batch.count != members * len(seeds):
+            if self.batch is not None:
+                self.batch.close()
+            self.batch = EnvBatch(self.env_id, members * len(seeds), self.max_episode_steps)
+        noise = self.strategy.ask(generation, range(self.strategy.pairs), sigma)
+        self.stats.freeze()
+        try:
+            self.last = rollout(self.policy, self.batch, self.stats, seeds, members, noise)
+        finally:
+            self.stats.unfreeze()
+        mean_return = self.last.returns.mean(1)
+        fitness = mean_return if self.fitness_fn is None else np.asarray(
+            self.fitness_fn(self.last.returns, self.last.lengths), dtype=np.float64)
+        return torch.from_numpy(np.asarray(fitness, dtype=np.float32)), torch.from_numpy(mean_return.astype(np.float32))
+
+    def close(self) -> None:
+        """Close the environments."""
+        if self.batch is not None:
+            self.batch.close()
+            self.batch = None
+
+
+def evaluate_policy(policy: SpikingPolicy, stats: ObsStats, env_id: str, seeds: list[int],
+                    batch: EnvBatch | None = None) -> Rollout:
+    """The plain policy's episodes on `seeds` (one env per seed, the env's registered step limit)."""
+    own = batch is None
+    batch = EnvBatch(env_id, len(seeds)) if own else batch
+    stats.freeze()
+    try:
+        return rollout(policy, batch, stats, seeds, members=1)
+    finally:
+        stats.unfreeze()
+        if own:
+            batch.close()

@@ -1,0 +1,359 @@
+"""The control training loop: episode seeds -> ESEstimator (rollout fitness) -> torch.optim step.
+
+A run directory holds what a classification run's does: config.json (the ControlConfig),
+metrics.jsonl (one line per generation: generation, fitness_mean, fitness_max, mean_return, sigma,
+lr, env_steps (cumulative training steps), seconds, and val_return every eval_every generations),
+checkpoint.pt (parameters in SpikingNet order, optimiser, scheduler, observation statistics,
+generation, env_steps, elapsed; written atomically) and report.json (mean_return of the final mean
+policy over eval_episodes fixed test seeds, distinct from the training and validation seeds).
+
+A generation is a pure function of (checkpoint state, seed, generation), so `resume=True` continues
+an interrupted run to the same bits as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from spikeroll.atomic import save_json
+from spikeroll.control.config import CONTROL_ARCHITECTURE_KEYS, ControlConfig
+from spikeroll.control.envs import (
+    EXTRA,
+    EnvBatch,
+    episode_seeds,
+    make_env,
+    test_seeds,
+    validation_seeds,
+)
+from spikeroll.control.policy import ObsStats, SpikingPolicy, make_policy
+from spikeroll.control.rollout import RolloutEvaluator, evaluate_policy, rollout
+from spikeroll.errors import SpikerollError
+from spikeroll.es.estimators import ESEstimator
+from spikeroll.es.schedules import schedule_factor
+from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.training.factories import make_optimizer
+from spikeroll.training.rundir import CHECKPOINT, CONFIG, METRICS, REPORT, save_checkpoint
+
+FORMAT = "spikeroll-control/1"  # the checkpoint layout ControlTrainer.checkpoint writes
+CHECKPOINT_KEYS = ("format", "config", "generation", "elapsed", "env_steps", "stopped", "params", "param_names",
+                   "sizes", "optimizer", "scheduler", "obs_stats")
+
+
+class ControlTrainer:
+    """Owns a control run directory: config.json, metrics.jsonl, checkpoint.pt and report.json.
+
+    `fitness_fn(returns (N, E), lengths (N, E)) -> (N,)` replaces the mean return as the fitness.
+    """
+
+    def __init__(self, cfg: ControlConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 fitness_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
+        self.cfg = cfg.validate()
+        self.out = Path(out_dir)
+        self._prepare_run_dir(resume, overwrite)
+        probe = make_env(cfg.env)  # checks the id, its dependencies and its spaces before anything is written
+        self.policy = make_policy(cfg, probe.observation_space, probe.action_space)
+        probe.close()
+        self.net = self.policy.net
+        self.stats = ObsStats(self.net.sizes[0], cfg.obs_norm, cfg.obs_clip)
+        self.strategy = EvolutionStrategy(self.net.params, cfg.population,
+                                          None if cfg.strategy == "openes" else cfg.rank, cfg.seed)
+        self.evaluator = RolloutEvaluator(self.policy, self.strategy, self.stats, cfg.env, cfg.max_episode_steps,
+                                          fitness_fn)
+        self.estimator = ESEstimator(self.strategy, self.evaluator, cfg)  # reads ControlConfig's ES settings
+        self.optimizer = make_optimizer(cfg, list(self.net.params.values()))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda g: schedule_factor(cfg.lr_schedule, g, cfg.generations))
+        self.generation, self.elapsed, self.env_steps, self.stopped = 0, 0.0, 0, False
+        self._val_batch: EnvBatch | None = None
+        if resume and (self.out / CHECKPOINT).exists():
+            self._restore(load_control_checkpoint(self.out / CHECKPOINT))
+        save_json(self.out / CONFIG, cfg.to_dict())
+
+    # run directory ---------------------------------------------------------------------------
+    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
+        has_run = (self.out / CHECKPOINT).exists() or (self.out / REPORT).exists()
+        if overwrite and self.out.exists():
+            for name in (CHECKPOINT, REPORT, METRICS, CONFIG):
+                (self.out / name).unlink(missing_ok=True)
+        elif has_run and not resume:
+            state = "a finished run" if (self.out / REPORT).exists() else "an unfinished run"
+            raise SpikerollError(f"{self.out} already holds {state}; pass --resume to continue it, "
+                                 "--overwrite to replace it, or choose another --out")
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    def _restore(self, state: dict) -> None:
+        saved, now = state["config"], self.cfg.to_dict()
+        mismatched = [k for k in CONTROL_ARCHITECTURE_KEYS if saved.get(k) != now[k]]
+        if mismatched:
+            pairs = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in mismatched)
+            raise SpikerollError(f"checkpoint in {self.out} comes from an incompatible config ({pairs}); "
+                                 "resume with the original settings or use --overwrite")
+        check_params(state, self.policy, self.out / CHECKPOINT)
+        self.net.load_parameters(state["params"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.stats.load_state_dict(state["obs_stats"])
+        self.generation, self.elapsed = state["generation"], state["elapsed"]
+        self.env_steps, self.stopped = state["env_steps"], state["stopped"]
+        path = self.out / METRICS  # drop lines written after the checkpoint: a resumed log has no duplicates
+        if path.exists():
+            keep = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["generation"] < self.generation]
+            path.write_text("".join(line + "\n" for line in keep))
+
+    def checkpoint(self) -> None:
+        """Write checkpoint.pt atomically (training.rundir.save_checkpoint)."""
+        save_checkpoint(self.out / CHECKPOINT, {
+            "format": FORMAT, "config": self.cfg.to_dict(), "generation": self.generation,
+            "elapsed": self.elapsed, "env_steps": self.env_steps, "stopped": self.stopped,
+            "params": [p.detach().cpu() for p in self.net.params.values()],
+            "param_names": list(self.net.params), "sizes": self.net.sizes,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "obs_stats": self.stats.state_dict(),
+        })
+
+    # one generation ----------------------------------------------------------------------------
+    def step(self) -> dict:
+        """One generation: every member plays this generation's seeds, the shared ES estimator turns
+        the returns into p.grad, the optimiser and scheduler step, then the observation statistics
+        take in the generation's observations. Advances `generation`; returns the metrics."""
+        seeds = episode_seeds(self.cfg.seed, self.generation, self.cfg.episodes)
+        metrics = self.estimator.estimate(self.generation, None, seeds)
+        self.optimizer.step()
+        self.scheduler.step()
+        last = self.evaluator.last
+        self.stats.update(last.obs_count, last.obs_sum, last.obs_sumsq)
+        self.env_steps += last.env_steps
+        self.generation += 1
+        metrics["mean_return"] = metrics.pop("train_batch_accuracy")  # the evaluator's metric is the mean return
+        return metrics
+
+    def validate(self) -> float:
+        """Mean return of the mean policy on the val_episodes validation seeds."""
+        if self._val_batch is None:
+            self._val_batch = EnvBatch(self.cfg.env, self.cfg.val_episodes)
+        seeds = validation_seeds(self.cfg.val_episodes)
+        return float(evaluate_policy(self.policy, self.stats, self.cfg.env, seeds, self._val_batch).returns.mean())
+
+    # the loop ----------------------------------------------------------------------------------
+    def run(self, progress: bool = True, max_seconds: float | None = None) -> dict:
+        """Train up to cfg.generations (or until val_return reaches target_return, or max_seconds of
+        training), checkpoint, evaluate the final mean policy on the test seeds and write report.json."""
+        try:
+            return self._run(progress, max_seconds)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close every environment the run holds."""
+        self.estimator.close()
+        if self._val_batch is not None:
+            self._val_batch.close()
+            self._val_batch = None
+
+    def _run(self, progress: bool, max_seconds: float | None) -> dict:
+        cfg = self.cfg
+
+        def finished() -> bool:
+            return self.stopped or self.generation >= cfg.generations or (
+                max_seconds is not None and self.elapsed >= max_seconds)
+
+        bar = tqdm(total=cfg.generations, initial=self.generation, disable=not progress, desc=cfg.env, unit="gen",
+                   dynamic_ncols=True)
+        with open(self.out / METRICS, "a") as log:
+            while not finished():
+                lr = self.optimizer.param_groups[0]["lr"]
+                generation, start = self.generation, time.perf_counter()
+                record = {"generation": generation, **self.step(), "lr": lr, "env_steps": self.env_steps}
+                if self.generation % cfg.eval_every == 0 or self.generation >= cfg.generations:
+                    record["val_return"] = self.validate()
+                    if cfg.target_return is not None and record["val_return"] >= cfg.target_return:
+                        self.stopped = True
+                seconds = time.perf_counter() - start
+                self.elapsed += seconds
+                record["seconds"] = seconds
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if self.generation % cfg.checkpoint_every == 0 or finished():
+                    self.checkpoint()
+                bar.update(1)
+                bar.set_postfix(ret=f"{record['mean_return']:.1f}", val=f"{record.get('val_return', math.nan):.1f}",
+                                s_gen=f"{seconds:.2f}")
+        bar.close()
+        return self.finish()
+
+    def finish(self) -> dict:
+        """Evaluate the mean policy on eval_episodes test seeds and write report.json."""
+        start = time.perf_counter()
+        result = evaluate_policy(self.policy, self.stats, self.cfg.env, test_seeds(self.cfg.eval_episodes))
+        report = {
+            "env": self.cfg.env,
+            "mean_return": float(result.returns.mean()),
+            "std_return": float(result.returns.std()),
+            "eval_episodes": self.cfg.eval_episodes,
+            "generations": self.generation,
+            "stopped_at_target": self.stopped,
+            "wall_seconds": round(self.elapsed, 3),
+            "eval_seconds": round(time.perf_counter() - start, 3),
+            "env_steps": self.env_steps,
+            "strategy": self.cfg.strategy,
+            "rank": self.strategy.rank,
+            "population": self.cfg.population,
+            "num_parameters": self.net.num_parameters,
+            "sizes": self.net.sizes,
+            "torch_threads": torch.get_num_threads(),
+        }
+        save_json(self.out / REPORT, report)
+        return report
+
+
+# reading a run back -------------------------------------------------------------------------------
+def load_control_checkpoint(path: Path) -> dict:
+    """A control checkpoint's state (tensors and plain containers only: nothing in it can run code),
+    checked for every key; any problem is a one-line error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file gets the same advice
+        raise SpikerollError(f"checkpoint {path} cannot be read ({type(exc).__name__}); "
+                             "delete it and start over with --overwrite") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise SpikerollError(f"{path} is not a control checkpoint of this spikeroll ({FORMAT}); "
+                             "retrain it, or start over with --overwrite")
+    missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    if missing:
+        raise SpikerollError(f"checkpoint {path}: key(s) {', '.join(map(repr, missing))} are missing; "
+                             "retrain it, or start over with --overwrite")
+    state["config"] = ControlConfig.from_dict(state["config"], source=f"checkpoint {path}: config").validate()\
+        .to_dict()
+    return state
+
+
+def check_params(state: dict, policy: SpikingPolicy, path) -> None:
+    """The saved tensors are the policy's: as many, each with its name, shape and dtype."""
+    mine = list(policy.net.params.items())
+    if len(state["params"]) != len(mine) or list(state["param_names"]) != [name for name, _ in mine]:
+        raise SpikerollError(f"checkpoint {path}: params do not match the policy its config builds "
+                             f"({policy.net.sizes}); retrain it, or start over with --overwrite")
+    for value, (name, p) in zip(state["params"], mine):
+        if not isinstance(value, torch.Tensor) or value.shape != p.shape or value.dtype != p.dtype:
+            raise SpikerollError(f"checkpoint {path}: params {name!r} does not fit the policy's "
+                                 f"{tuple(p.shape)} {p.dtype}; retrain it, or start over with --overwrite")
+
+
+def load_policy(run_dir: str | Path) -> tuple[ControlConfig, SpikingPolicy, ObsStats]:
+    """The config, mean policy and observation statistics saved in a control run directory."""
+    path = Path(run_dir) / CHECKPOINT
+    if not path.exists():
+        raise SpikerollError(f"{run_dir} holds no {CHECKPOINT}; pass the --out directory of a control run")
+    state = load_control_checkpoint(path)
+    cfg = ControlConfig.from_dict(state["config"])
+    probe = make_env(cfg.env)
+    policy = make_policy(cfg, probe.observation_space, probe.action_space)
+    probe.close()
+    check_params(state, policy, path)
+    policy.net.load_parameters(state["params"])
+    stats = ObsStats(policy.net.sizes[0], cfg.obs_norm, cfg.obs_clip)
+    stats.load_state_dict(state["obs_stats"])
+    return cfg, policy, stats
+
+
+# the functions the CLI and the API call --------------------------------------------------------
+def train_control(cfg: ControlConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False,
+                  progress: bool = True, max_seconds: float | None = None,
+                  fitness_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict:
+    """Train a spiking policy for cfg.env in `out_dir`; returns report.json's contents."""
+    trainer = ControlTrainer(cfg, out_dir, resume=resume, overwrite=overwrite, fitness_fn=fitness_fn)
+    return trainer.run(progress=progress, max_seconds=max_seconds)
+
+
+def evaluate_control(run_dir: str | Path, episodes: int = 100) -> dict:
+    """Mean and std of the return of a run's mean policy over `episodes` test episodes (the report's seeds)."""
+    if not isinstance(episodes, int) or episodes < 1:
+        raise SpikerollError(f"episodes={episodes!r} must be a whole number >= 1; try --episodes 100")
+    cfg, policy, stats = load_policy(run_dir)
+    result = evaluate_policy(policy, stats, cfg.env, test_seeds(episodes))
+    return {"env": cfg.env, "mean_return": float(result.returns.mean()), "std_return": float(result.returns.std()),
+            "episodes": episodes, "env_steps": result.env_steps}
+
+
+def play(run_dir: str | Path, out_path: str | Path, seed: int = 0, fps: int | None = None) -> dict:
+    """Render one episode of a run's mean policy (render_mode="rgb_array") from `seed` into a GIF
+    (Pillow) or, for .mp4, a video (imageio with imageio-ffmpeg); returns its return and length."""
+    cfg, policy, stats = load_policy(run_dir)
+    out_path = Path(out_path)
+    if out_path.suffix.lower() not in (".gif", ".mp4"):
+        raise SpikerollError(f"{out_path}: write a .gif or an .mp4")
+    env = make_env(cfg.env, render_mode="rgb_array")
+    frames = []
+    recorder = _Recorder(env, frames)
+    try:
+        batch = _SingleBatch(recorder, policy)
+        result = rollout(policy, batch, stats, [int(seed)], members=1)
+    finally:
+        env.close()
+    fps = fps or int(env.metadata.get("render_fps") or 30)
+    _write_video(out_path, frames, fps)
+    return {"path": str(out_path), "return": float(result.returns[0, 0]), "steps": int(result.lengths[0, 0]),
+            "frames": len(frames)}
+
+
+class _Recorder:
+    """An env whose reset and step also keep the rendered frame."""
+
+    def __init__(self, env, frames: list):
+        self.env, self.frames = env, frames
+
+    def _render(self) -> None:
+        try:
+            frame = self.env.render()
+        except ImportError as exc:  # pygame, which renders the classic-control and Box2D envs
+            raise SpikerollError(f"rendering {self.env.spec.id} needs pygame ({exc}); {EXTRA}") from None
+        if frame is not None:
+            self.frames.append(np.asarray(frame, dtype=np.uint8))
+
+    def reset(self, seed: int):
+        out = self.env.reset(seed=seed)
+        self._render()
+        return out
+
+    def step(self, action):
+        out = self.env.step(action)
+        self._render()
+        return out
+
+
+class _SingleBatch(EnvBatch):
+    """An EnvBatch over one given env (for `play`)."""
+
+    def __init__(self, env: _Recorder, policy: SpikingPolicy):
+        self.env_id, self.count, self.vector, self.envs = env.env.spec.id, 1, None, [env]
+        self.observation_space, self.action_space = env.env.observation_space, env.env.action_space
+        self.n_obs = policy.net.sizes[0]
+
+
+def _write_video(path: Path, frames: list, fps: int) -> None:
+    if not frames:
+        raise SpikerollError("the env rendered no frames; it may not support render_mode='rgb_array'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".mp4":
+        try:
+            import imageio.v2 as imageio  # optional dependency: imageio with imageio-ffmpeg writes mp4
+            imageio.mimsave(path, frames, fps=fps)
+        except (ImportError, ValueError, RuntimeError) as exc:
+            raise SpikerollError(f"writing {path} needs imageio and imageio-ffmpeg ({type(exc).__name__}); "
+                                 "pip install imageio imageio-ffmpeg, or write a .gif") from None
+        return
+    try:
+        from PIL import Image  # optional dependency: Pillow writes the GIF (part of the control extra)
+    except ImportError:
+        raise SpikerollError(f"writing a GIF needs Pillow; {EXTRA}") from None
+    images = [Image.fromarray(f) for f in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=max(1, round(1000 / fps)), loop=0)
