@@ -85,6 +85,9 @@ class Trainer:
                 self._move_old_run_aside()
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
+                for name in RUN_FILES:  # temp files of writes that a kill interrupted (spikeroll.atomic)
+                    for stale in self.out.glob(f".{name}.*.tmp"):
+                        stale.unlink(missing_ok=True)
                 if kept is not None:
                     with self._disk(METRICS):
                         atomic_write(self.out / METRICS, lambda h: h.write("".join(kept).encode()))
