@@ -82,6 +82,7 @@ class EvolutionStrategy:
 
     @property
     def pairs(self) -> int:
+        """Antithetic pairs: population // 2."""
         return self.population // 2
 
     def _normals(self, generation: int, index: int, pairs: range, like: torch.Tensor, shape: tuple) -> torch.Tensor:

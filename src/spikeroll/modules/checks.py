@@ -33,7 +33,7 @@ def check_structure(model: nn.Module) -> None:
         if isinstance(m, UNSUPPORTED) and trainable:
             raise SpikerollError(f"{_label(name, m)} holds weights spikeroll cannot perturb per member (supported: "
                                  "Linear, Conv1d, Conv2d and elementwise parameters); freeze it: requires_grad_(False)")
-        if isinstance(m, LAYERS) and m.weight.requires_grad and getattr(m, "groups", 1) != 1:
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.weight.requires_grad and m.groups != 1:
             raise SpikerollError(f"{_label(name, m)} is a grouped convolution (groups={m.groups}), which spikeroll "
                                  "does not perturb yet; use groups=1 or freeze it with requires_grad_(False)")
         if not isinstance(m, LAYERS) and trainable and m is model:
@@ -49,7 +49,7 @@ def reset_state(model: nn.Module) -> None:
     """Start every forward from rest: modules with a `reset_mem()` (snnTorch neurons with
     init_hidden=True) would otherwise carry hidden state from the previous minibatch."""
     for m in model.modules():
-        if callable(getattr(m, "reset_mem", None)):
+        if callable(getattr(m, "reset_mem", None)):  # an optional third-party method (snnTorch's neurons)
             m.reset_mem()
 
 

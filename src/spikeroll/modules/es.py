@@ -104,10 +104,12 @@ class EGGROLL:
 
     @property
     def population(self) -> int:
+        """Members per generation (N)."""
         return self.strategy.population
 
     @property
     def rank(self) -> int | None:
+        """Rank r of the weight noise; None for full-rank OpenAI-ES."""
         return self.strategy.rank
 
     # ---- population forward -------------------------------------------------------------
@@ -247,9 +249,11 @@ class EGGROLL:
         return weights
 
     def state_dict(self) -> dict:
+        """What a resumed run needs besides the model and optimiser: generation and σ."""
         return {"generation": self.generation, "sigma": self.sigma}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the generation and σ that `state_dict` saved."""
         self.generation, self.sigma = int(state["generation"]), float(state["sigma"])
 
 

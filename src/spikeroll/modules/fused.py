@@ -173,7 +173,10 @@ def expand_shared(y: torch.Tensor, z: torch.Tensor, a: torch.Tensor, bias: torch
 def leaky_step(current: torch.Tensor, mem: torch.Tensor | None, beta: float, threshold: float, graded: float,
                mode: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One snnTorch Leaky step in one pass -> (new membrane, spikes), each shaped like `current`;
-    mem None: from rest (zeros); beta, threshold and graded are float32 scalars."""
+    mem None: from rest (zeros); beta, threshold and graded are float32 scalars.
+
+        r = H(mem − θ);  mem <- β·mem + I − r·θ (mode 0, subtract), β·(1 − r)·mem + I (mode 1,
+        zero) or β·mem + I (mode 2, none);  s = H(mem − θ)·graded,  H(x) = [x > 0]"""
     if mem is not None and mem.shape != current.shape:
         raise ValueError(f"leaky_step: membrane {tuple(mem.shape)} and current {tuple(current.shape)} differ")
     new_mem, spikes = (torch.empty_like(current, memory_format=torch.contiguous_format) for _ in range(2))

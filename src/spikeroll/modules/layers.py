@@ -163,6 +163,8 @@ class SharedOutputs:
         self.is_shared, self.index = is_shared, 0
 
     def __call__(self, x, *args, **kwargs):
+        """The layer's forward: the remembered output for the i-th shared call of a slice when its
+        input is unchanged, the layer's own forward otherwise."""
         own = type(self.module).forward
         if args or kwargs or not isinstance(x, torch.Tensor) or not self.is_shared(x):
             return own(self.module, x, *args, **kwargs)

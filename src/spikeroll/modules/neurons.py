@@ -31,12 +31,12 @@ def _is_snntorch_leaky(module: nn.Module) -> bool:
 
 def _scalars(module: nn.Module) -> bool:
     """Whether β, threshold and graded factor are single numbers that are not being trained."""
-    values = [getattr(module, name, None) for name in SCALARS]
+    values = [getattr(module, name, None) for name in SCALARS]  # snnTorch attributes, absent on others
     return all(isinstance(v, torch.Tensor) and v.numel() == 1 and not v.requires_grad for v in values)
 
 
 def _mode(module: nn.Module) -> int | None:
-    value = getattr(module, "reset_mechanism_val", None)  # snnTorch keeps it as a 0-d tensor
+    value = getattr(module, "reset_mechanism_val", None)  # an snnTorch attribute (a 0-d tensor), maybe absent
     try:
         return int(value)
     except (TypeError, ValueError, RuntimeError):
@@ -56,7 +56,10 @@ def _heaviside_spikes(spike_fn) -> bool:
 
 class FastLeaky:
     """The replacement forward for one snnTorch Leaky: `module.forward = FastLeaky(module)` for
-    the duration of a population forward (modules.es), the module's own forward otherwise."""
+    the duration of a population forward (modules.es), the module's own forward otherwise.
+
+    The step is snnTorch's (`fused.leaky_step`): r = H(mem − θ); mem <- β·mem + I − r·θ
+    (subtract reset; zero reset: β·(1 − r)·mem + I); s = H(mem − θ)·graded."""
 
     def __init__(self, module: nn.Module):
         self.module = module
@@ -65,17 +68,22 @@ class FastLeaky:
 
     @classmethod
     def eligible(cls, module: nn.Module) -> bool:
+        """Whether `module` is an snnTorch Leaky that FastLeaky reproduces bit for bit (see the
+        module docstring)."""
         if not (_is_snntorch_leaky(module) and fused.kernels.available()):
             return False
+        # snnTorch attributes, which a version of snnTorch may lack: absent counts as not simple
         simple = (not getattr(module, "inhibition", True) and not getattr(module, "state_quant", True)
                   and getattr(module, "reset_delay", False) is True
                   and _mode(module) in MODES)
         return simple and _scalars(module) and _heaviside_spikes(module.spike_grad)
 
     def own_forward(self, *args, **kwargs):
+        """The module's own (snnTorch's) forward."""
         return type(self.module).forward(self.module, *args, **kwargs)
 
     def __call__(self, input_, mem=None):
+        """One step of the Leaky, as snnTorch's forward: (spikes, mem) or spikes."""
         m = self.module
         state = m.mem if mem is None else mem
         tensors = isinstance(input_, torch.Tensor) and isinstance(state, torch.Tensor)

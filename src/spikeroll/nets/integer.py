@@ -66,6 +66,12 @@ def int8_noise(x: torch.Tensor, dtype: torch.dtype = torch.int32) -> torch.Tenso
 class IntegerNet(ParameterHolder):
     """`sizes[0] -> ... -> sizes[-1]` Loihi LIF layers with B-bit weights; the last is the readout.
 
+    Each layer, in integers (`spikeroll.nets.loihi`), with a = (q·s of the previous step) << e << 6:
+    u <- a wrapped into 24 bits (du = 4095: no current filter);
+    v <- clip(sgn(v')·(|v'| >> 12) + u + bias, ±(2^23 − 1)), v' = v·(4096 − dv);
+    s = [v > vth << 6]; v <- 0 where s. The readout is non-spiking
+    (`membrane`: logits = Σ_t v_t / (T·2^20)) or spiking (`spikes`: logits = spike counts).
+
     Offers what the Trainer and evaluators use of `SpikingNet`: params, sizes, device, logits,
     population_logits, load_parameters, num_parameters, spike_trains.
     """
@@ -96,6 +102,7 @@ class IntegerNet(ParameterHolder):
     # the Trainer's interface -----------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        """Always the CPU, where the integer kernel runs."""
         return torch.device("cpu")
 
     def weights(self) -> list[torch.Tensor]:
@@ -259,6 +266,7 @@ class IntegerNet(ParameterHolder):
         return record
 
     def spike_trains(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Spikes of every spiking layer of the plain integer network: a list of (S, B, width)."""
         return [layer["spikes"][0].float() for layer in self.trace(frames)[:-1]]
 
     def shadow_logits(self, frames: torch.Tensor) -> torch.Tensor:

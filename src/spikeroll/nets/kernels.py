@@ -19,8 +19,10 @@ rounding (a neuron that lands exactly on the threshold can still flip).
 from __future__ import annotations
 
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 
 from spikeroll.cachedir import cache_root, private_temp_dir
 
@@ -38,6 +40,7 @@ EMPTY4 = np.zeros((0, 0, 0, 0), np.float32)
 
 
 def available() -> bool:
+    """Whether numba, and so the fused kernels, can be used."""
     return numba is not None
 
 
@@ -45,8 +48,6 @@ def applies(device, dtype=None, autograd: bool = False) -> bool:
     """Whether the kernel runs a forward on `device` in `dtype` (float32 when None): the one rule
     that both the forward and the trainer's memory budget follow. Autograd, GPUs and other dtypes
     take the PyTorch path."""
-    import torch
-
     return (numba is not None and torch.device(device).type == "cpu" and not autograd
             and dtype in (None, torch.float32))
 
@@ -234,8 +235,6 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
     the GIL, so plain threads run it in parallel (no second OpenMP runtime beside torch's, whose
     idle spinning would steal the cores torch's own threads need).
     """
-    import torch
-
     _, H, T, B = base.shape
     # the compiled kernel does no bounds checks: stop a shape mistake before it runs
     consistent = (weight.shape[1] == H and base.shape[0] in (1, out_members)
@@ -265,8 +264,6 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
 def run_jobs(kernel, args: tuple, jobs: int) -> None:
     """kernel(*args, first_job, last_job) over jobs 0..jobs-1, split evenly over torch's thread
     count. The kernels release the GIL, so plain threads run them in parallel."""
-    import torch
-
     workers = max(1, min(torch.get_num_threads(), jobs))
     if workers == 1:
         kernel(*args, 0, jobs)
@@ -284,8 +281,6 @@ _POOLS: dict[int, object] = {}
 
 def _pool(workers: int):
     """One long-lived thread pool per worker count (threads are cheap to keep, slow to start)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     if workers not in _POOLS:
         _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="spikeroll-kernel")
     return _POOLS[workers]

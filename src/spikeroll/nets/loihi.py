@@ -54,7 +54,11 @@ def require_kernel() -> None:
 
 def loihi_layer(base, bias, layer: dict, spiking: bool, out_sum, noise=None, project=None, record=None) -> None:
     """One Loihi LIF layer for M members × B samples over S steps (samples are the last axis),
-    written into the arrays given.
+    written into the arrays given. Per neuron and step (the module docstring gives Lava's source):
+        a <- (W·s of step t − 1) << weight_exp << 6   (>> −weight_exp when negative, flooring)
+        u <- sgn(u')·(|u'| >> 12) + a,  u' = u·(4096 − (du + 1)),  wrapped once into 24 bits
+        v <- clip(sgn(v')·(|v'| >> 12) + u + bias, ±(2^23 − 1)),  v' = v·(4096 − dv)
+        s = [v > vth << 6];  v <- 0 where s
 
     base      (1 or M, S, H, B) int32: the dense accumulation W·s of each step, before the exponent
               shift and the delay (shared by all members when its first dim is 1)

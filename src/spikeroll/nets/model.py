@@ -38,6 +38,7 @@ class LayerNoise:
 
     @property
     def pairs(self) -> int:
+        """P, the number of antithetic pairs the noise is for (0 when it holds nothing)."""
         for t in (self.weight_a, self.weight_full, self.bias):
             if t is not None:
                 return t.shape[0]
@@ -51,11 +52,13 @@ class FastSigmoidSpike(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v_minus_threshold):
+        """s = H(v − θ): 1 where v ≥ θ, else 0."""
         ctx.save_for_backward(v_minus_threshold)
         return (v_minus_threshold >= 0).to(v_minus_threshold.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
+        """∂s/∂v ≈ 1 / (slope·|v − θ| + 1)²."""
         (x,) = ctx.saved_tensors
         return grad_output / (FastSigmoidSpike.slope * x.abs() + 1.0) ** 2
 
@@ -216,7 +219,9 @@ class ParameterHolder:
 class SpikingNet(ParameterHolder):
     """LIF layers `sizes[0] -> ... -> sizes[-1]`; the last layer is the readout.
 
-    readout="membrane": a non-spiking leaky output layer, logits = time-averaged membrane.
+    Each layer: I_t = W·s_t + b (s: the previous layer's spikes, or the input frames);
+    v <- β·v + I_t; s = [v ≥ θ]; v <- v − s·θ (reset="subtract") or (1 − s)·v ("zero").
+    readout="membrane": a non-spiking leaky output layer u <- β·u + I_t, logits = mean_t u_t.
     readout="spikes": a spiking output layer, logits = spike counts.
     """
 

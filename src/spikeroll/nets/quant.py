@@ -30,6 +30,7 @@ BIAS_EXP_MAX = 7
 
 
 def check_bits(bits) -> int:
+    """`bits` as an int when it is a supported weight width (8, 4, 2), else a SpikerollError."""
     if bits not in WEIGHT_BITS:
         raise SpikerollError(f"weight_bits={bits} is not supported; choose one of 8, 4 or 2 (ternary), "
                              "or leave it unset for float weights")
