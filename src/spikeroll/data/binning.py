@@ -22,6 +22,10 @@ _T_SHIFT = np.int64(1) << 32  # key = cell * 2**32 + t; timestamps must stay bel
 
 @dataclass(frozen=True)
 class BinOpts:
+    """How recordings become frames (see the module docstring): `time_bins` equal bins, or bins of
+    `window_us` each; `first_saccade` keeps the first 105 ms only; `denoise` drops isolated events
+    (`denoise_mask`, window `denoise_us`); `binary` stores 0/1 per bin instead of event counts."""
+
     time_bins: int = 10
     window_us: int | None = None
     first_saccade: bool = False
@@ -37,6 +41,7 @@ class BinOpts:
                                  "pass a positive bin width in microseconds")
 
     def key(self) -> dict:
+        """The options as a plain dict (part of a dataset cache's key)."""
         return asdict(self)
 
 

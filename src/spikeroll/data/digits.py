@@ -26,6 +26,9 @@ SIM_PARAMS = {**DEFAULTS, "seed": DIGITS_SIM_SEED, "margin": 4}
 
 
 def digit_images() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits: images (N, 8, 8) float32 (values 0..16) and labels (N,) int64."""
+    # scikit-learn is a dependency, imported here on purpose: its datasets module takes seconds to load
+    # and only this dataset needs it
     from sklearn.datasets import load_digits
     d = load_digits()
     return d.images.astype(np.float32), d.target.astype(np.int64)
@@ -39,6 +42,8 @@ def digit_recordings(progress: bool = False):
 
 
 def load_digits_splits(opts: BinOpts, cache_dir=None, progress: bool = True) -> Splits:
+    """The digits turned into simulated event recordings and binned with `opts`, split
+    train/val/test with a fixed seed; built once and cached (keyed by every input)."""
     images, labels = digit_images()
     params = {"sim": SIM_PARAMS, "bin": opts.key(), "split_seed": DIGITS_SPLIT_SEED, "fractions": FRACTIONS,
               "images": hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()}

@@ -61,11 +61,11 @@ def load_images(source: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _load_png_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        from PIL import Image
+        from PIL import Image  # optional: Pillow
         read = lambda p: np.asarray(Image.open(p).convert("L"))
     except ImportError:
         try:
-            import matplotlib.image as mpimg
+            import matplotlib.image as mpimg  # optional: matplotlib (the plot extra)
         except ImportError:
             raise SpikerollError("reading PNG folders needs Pillow or matplotlib; pip install pillow") from None
 

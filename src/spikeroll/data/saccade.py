@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from spikeroll.data.events import EVENT_DTYPE, SACCADE_US, SENSOR, split
 
@@ -67,7 +68,6 @@ def simulate_concat(images: np.ndarray, *, seed: int = 0, progress: bool = False
     img = to_mnist_size(images, size, margin)
     starts = range(0, len(img), _CHUNK)
     if progress:
-        from tqdm import tqdm
         starts = tqdm(starts, desc="simulating saccades", unit="chunk", leave=False)
     evs, samples = [], []
     for a in starts:

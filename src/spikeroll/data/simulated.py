@@ -11,6 +11,7 @@ import hashlib
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from spikeroll.data import cache
 from spikeroll.data.binning import BinOpts, bin_concat
@@ -44,6 +45,8 @@ def iter_sim_recordings(source, progress: bool = False):
 
 def load_sim_splits(source, opts: BinOpts, *, val_fraction: float = 0.2, seed: int = 0, cache_dir=None,
                     progress: bool = True) -> Splits:
+    """The images of `source` through the saccade simulator, binned with `opts` and split as the
+    module docstring says (the test set fixed, validation chosen by `seed`); frames are cached."""
     images, labels = _images(source)
     if len(images) < 10:
         raise SpikerollError(f"{source} holds {len(images)} images; nmnist-sim needs at least 10")
@@ -55,7 +58,6 @@ def load_sim_splits(source, opts: BinOpts, *, val_fraction: float = 0.2, seed: i
         frames = []
         starts = range(0, len(images), _CHUNK_IMAGES)
         if progress:
-            from tqdm import tqdm
             starts = tqdm(starts, desc="simulating N-MNIST", unit="chunk", leave=False)
         for a in starts:  # same events as one big call: randomness is keyed by image index
             chunk = images[a:a + _CHUNK_IMAGES]

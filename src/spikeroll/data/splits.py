@@ -14,6 +14,8 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass
 class Split:
+    """One split of a dataset: frames and their labels, index-aligned."""
+
     frames: torch.Tensor  # uint8 (N, T, 2, 34, 34): counts or 0/1 per bin, polarity (0=OFF,1=ON), y, x
     labels: torch.Tensor  # int64 (N,)
 

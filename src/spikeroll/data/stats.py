@@ -16,6 +16,7 @@ class StatsAccumulator:
         self.windows = np.zeros(3, np.int64)
 
     def add(self, events: np.ndarray, sample: np.ndarray, n: int, labels=None) -> None:
+        """Count one chunk of n recordings: `events` with each event's recording index in `sample`."""
         self.counts.append(np.bincount(sample, minlength=n))
         dur = np.zeros(n, np.int64)
         np.maximum.at(dur, sample, events["t"])
@@ -27,6 +28,7 @@ class StatsAccumulator:
             self.labels.append(np.asarray(labels))
 
     def result(self) -> dict:
+        """The statistics of every chunk added so far, as a JSON-ready dict."""
         c = np.concatenate(self.counts) if self.counts else np.zeros(0, np.int64)
         d = np.concatenate(self.durations) / 1000 if self.durations else np.zeros(0)
         total = max(int(c.sum()), 1)
