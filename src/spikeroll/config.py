@@ -139,17 +139,19 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict, source: str = "config") -> TrainConfig:
+    def from_dict(cls, values: dict, source: str | None = None) -> TrainConfig:
         """A config from a mapping of settings (a config file's, a checkpoint's, a Ray worker's); unknown
         keys and values of the wrong type are one-line errors naming `source`. Ranges are checked by
         `validate`."""
         if not isinstance(values, dict):
-            raise SpikerollError(f"{source}: a config is a table of settings (keys as in config.json), "
+            raise SpikerollError(f"{source or 'config'}: a config is a table of settings (keys as in config.json), "
                                  f"not {type(values).__name__}; see `spikeroll train --help`")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(_short(repr(key), 40) for key in set(values) - names)
+        unknown = sorted(key if isinstance(key, str) and key.isidentifier() else _short(repr(key), 40)
+                         for key in set(values) - names)
         if unknown:
-            raise SpikerollError(f"{source}: unknown setting(s) {', '.join(unknown)}; see `spikeroll train --help`")
+            raise SpikerollError(f"{source or 'config'}: unknown setting(s) {', '.join(unknown)}; "
+                                 "see `spikeroll train --help`")
         values = dict(values)
         hidden = values.get("hidden")
         if isinstance(hidden, (int, str)) and not isinstance(hidden, bool):
