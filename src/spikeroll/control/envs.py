@@ -49,7 +49,7 @@ def validation_seeds(episodes: int) -> list[int]:
     return [VAL_SEED0 + i for i in range(episodes)]
 
 
-def test_seeds(episodes: int) -> list[int]:
+def evaluation_seeds(episodes: int) -> list[int]:
     """The fixed seeds of the report's evaluation, distinct from training and validation seeds."""
     return [TEST_SEED0 + i for i in range(episodes)]
 
@@ -83,6 +83,8 @@ def make_env(env_id: str, render_mode: str | None = None, max_episode_steps: int
         env = gym.make(env_id, render_mode=render_mode, disable_env_checker=True, **kwargs)
     except (ImportError, gym.error.DependencyNotInstalled) as exc:
         raise _missing(env_id, exc) from None
+    except Exception as exc:  # noqa: BLE001 - a user's env failing in its constructor: one line, not a traceback
+        raise SpikerollError(f"env {env_id!r} could not be made ({type(exc).__name__}: {_first(exc)})") from None
     check_spaces(env_id, env.observation_space, env.action_space)
     return env
 

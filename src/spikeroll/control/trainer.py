@@ -29,8 +29,8 @@ from spikeroll.control.envs import (
     EXTRA,
     EnvBatch,
     episode_seeds,
+    evaluation_seeds,
     make_env,
-    test_seeds,
     validation_seeds,
 )
 from spikeroll.control.policy import ObsStats, SpikingPolicy, make_policy
@@ -57,8 +57,8 @@ class ControlTrainer:
                  fitness_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
         self.cfg = cfg.validate()
         self.out = Path(out_dir)
-        self._prepare_run_dir(resume, overwrite)
         probe = make_env(cfg.env)  # checks the id, its dependencies and its spaces before anything is written
+        self._prepare_run_dir(resume, overwrite)
         self.policy = make_policy(cfg, probe.observation_space, probe.action_space)
         probe.close()
         self.net = self.policy.net
@@ -193,7 +193,7 @@ class ControlTrainer:
     def finish(self) -> dict:
         """Evaluate the mean policy on eval_episodes test seeds and write report.json."""
         start = time.perf_counter()
-        result = evaluate_policy(self.policy, self.stats, self.cfg.env, test_seeds(self.cfg.eval_episodes))
+        result = evaluate_policy(self.policy, self.stats, self.cfg.env, evaluation_seeds(self.cfg.eval_episodes))
         report = {
             "env": self.cfg.env,
             "mean_return": float(result.returns.mean()),
@@ -279,7 +279,7 @@ def evaluate_control(run_dir: str | Path, episodes: int = 100) -> dict:
     if not isinstance(episodes, int) or episodes < 1:
         raise SpikerollError(f"episodes={episodes!r} must be a whole number >= 1; try --episodes 100")
     cfg, policy, stats = load_policy(run_dir)
-    result = evaluate_policy(policy, stats, cfg.env, test_seeds(episodes))
+    result = evaluate_policy(policy, stats, cfg.env, evaluation_seeds(episodes))
     return {"env": cfg.env, "mean_return": float(result.returns.mean()), "std_return": float(result.returns.std()),
             "episodes": episodes, "env_steps": result.env_steps}
 
