@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from spikeroll.atomic import FILE_MODE, atomic_write
-from spikeroll.errors import SpikerollError
 from spikeroll.data import cache
+from spikeroll.errors import SpikerollError
 from spikeroll.training.rundir import load_checkpoint, save_checkpoint
 
 
