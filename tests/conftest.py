@@ -18,3 +18,15 @@ def benchmark_script():
         return module
 
     return load
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The attack suite's size: each attack test module keeps the crafted inputs it tried in a
+    module-level list CRAFTED_INPUTS; the run ends by saying how many were tried."""
+    import sys
+
+    counts = {name: len(module.CRAFTED_INPUTS) for name, module in sorted(sys.modules.items())
+              if name.split(".")[-1].startswith(("test_attack", "test_fuzz")) and hasattr(module, "CRAFTED_INPUTS")}
+    if counts:
+        detail = ", ".join(f"{name.split('.')[-1]} {n}" for name, n in counts.items())
+        terminalreporter.write_line(f"attack suite: {sum(counts.values())} crafted inputs tried ({detail})")
