@@ -234,14 +234,14 @@ def test_crafted_options_are_one_line_errors(tmp_path, option):
 
 MEMORY_CASES = [["--population", "1000000000"], ["--population", "200000000", "--strategy", "openes"],
                 ["--population", "100000000", "--chunk-pairs", "50000000"], ["--hidden", "1000000000"],
-                ["--hidden", "100000,100000,100000"]]
+                ["--hidden", "100000,100000,100000"], ["--time-bins", "300000"]]
 
 
 @pytest.mark.parametrize("option", MEMORY_CASES, ids=lambda o: " ".join(o))
 def test_what_cannot_fit_in_memory_is_refused_with_its_size(tmp_path, option):
     line = refused(["train", *SMALL, *option, "--generations", "1", "--out", tmp_path / "run"],
                    "memory " + " ".join(option))
-    assert "bytes" in line and ("--population" in line or "--hidden" in line)
+    assert "bytes" in line and any(flag in line for flag in ("--population", "--hidden", "--time-bins"))
 
 
 # --model files that raise ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import torch
 
 from spikeroll.config import TrainConfig
 from spikeroll.data import Splits, load_dataset
+from spikeroll.data.events import SENSOR
 from spikeroll.errors import SpikerollError
 from spikeroll.es.evaluators import LocalEvaluator, pair_activation_bytes
 from spikeroll.es.protocols import Evaluator, Network
@@ -107,11 +108,27 @@ def population_fix(cfg: TrainConfig, needed: int, device) -> str:
     return f"try a smaller population, e.g. --population {min(fits, cfg.population)}{rank}{chunk}{full}"
 
 
+# The fewest recordings each dataset has: scikit-learn's 1,797 digits; N-MNIST and simulated
+# folders need at least 2 (their count is known only once the folder is read).
+MIN_RECORDINGS = {"digits": 1797, "nmnist": 2, "nmnist-sim": 2}
+
+
 def load_data(cfg: TrainConfig, progress: bool = True) -> Splits:
-    """The binned splits of the config's dataset (built and cached on first use)."""
-    return load_dataset(cfg.dataset, cfg.data_dir, time_bins=cfg.time_bins, images=cfg.images,
-                        val_fraction=cfg.val_fraction, seed=cfg.seed, val_ids=cfg.val_ids,
-                        progress=progress)
+    """The binned splits of the config's dataset (built and cached on first use). Frames that cannot
+    fit the memory (too many --time-bins) are refused up front where the dataset's size is known,
+    and when the allocation fails otherwise."""
+    frame = cfg.time_bins * 2 * SENSOR * SENSOR  # bytes of one recording's frames (uint8)
+    fix = "try fewer time bins, e.g. --time-bins 10"
+    check_memory(MIN_RECORDINGS.get(cfg.dataset, 1) * frame, "cpu",
+                 f"binning the {cfg.dataset} recordings at --time-bins {cfg.time_bins}", fix)
+    try:
+        return load_dataset(cfg.dataset, cfg.data_dir, time_bins=cfg.time_bins, images=cfg.images,
+                            val_fraction=cfg.val_fraction, seed=cfg.seed, val_ids=cfg.val_ids,
+                            progress=progress)
+    except MemoryError as exc:  # numpy says how much it tried to allocate
+        reason = (str(exc).splitlines() or ["out of memory"])[0]
+        raise SpikerollError(f"the {cfg.dataset} frames at --time-bins {cfg.time_bins} do not fit in memory "
+                             f"({reason}); {fix}") from None
 
 
 def make_network(cfg: TrainConfig, in_features: int, classes: int, device) -> Network:
