@@ -118,3 +118,13 @@ def test_eval_with_test_time_augmentation(tmp_path):
     assert "tta_shift" not in plain and tta["tta_shift"] == 1
     assert all(0 <= tta[f"{s}_accuracy"] <= 1 for s in ("train", "val", "test"))
     assert_one_line_error(run("eval", out, "--tta-shift", "-1"), "--tta-shift", "-1")
+
+
+def test_model_option_of_eval_and_export_on_a_built_in_run(tmp_path):
+    """--model names the module of a --model run; on a run of the built-in network it is an error."""
+    out = str(tmp_path / "run")
+    assert run("train", *TINY, "--out", out).exit_code == 0
+    model = f"{tmp_path / 'm.py'}:make"  # never imported: the run has no model to rebuild
+    for command in (["eval", out], ["export", out], ["export-loihi", out]):
+        assert_one_line_error(run(*command, "--model", model), "built-in network", "drop --model")
+    assert not (tmp_path / "m.py").exists()

@@ -20,7 +20,9 @@ def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest
     """Train (or resume) a run and return its report (also written to out_dir/report.json).
 
     `callbacks` are `spikeroll.training.callbacks.Callback` instances called around every generation.
-    A NIR graph as `cfg.init_from` (a .nir file) sets the network's settings and first parameters."""
+    A NIR graph as `cfg.init_from` (a .nir file) sets the network's settings and first parameters; a
+    run directory trained with --model as `cfg.init_from` opens only when `cfg.model` names the model
+    (it is imported: see `spikeroll.training.rundir.load_trained`)."""
     cfg = cfg or TrainConfig()
     init_net = None
     if cfg.init_from and str(cfg.init_from).endswith(".nir") and not resume:

@@ -81,9 +81,9 @@ class Trainer:
         kept = self._kept_metrics(self.generation) if resume else None
         # everything is checked: only now is the run directory changed
         with self._disk(CONFIG):
-            if overwrite:
-                self._move_old_run_aside()
             try:
+                if overwrite:
+                    self._move_old_run_aside()
                 self.out.mkdir(parents=True, exist_ok=True)
                 for name in RUN_FILES:  # temp files of writes that a kill interrupted (spikeroll.atomic)
                     for stale in self.out.glob(f".{name}.*.tmp"):
@@ -117,10 +117,10 @@ class Trainer:
             return
         aside = self.out / f"{REPLACED}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
         aside.mkdir()
+        self._replaced = aside  # from here on a failure puts back what was moved
         for name in old:
             os.replace(self.out / name, aside / name)
         fsync_dir(self.out)
-        self._replaced = aside
 
     def _put_old_run_back(self) -> None:
         """The new run failed before its first checkpoint: the overwritten run's files return."""
@@ -153,8 +153,9 @@ class Trainer:
                 intact = (f"its checkpoint of generation {self.saved_generation} is intact: free some space or make "
                           "the folder writable, then continue with --resume")
             else:
-                intact = ("no checkpoint of this run was written yet: free some space or make the folder writable, "
-                          "then start it again")
+                back = " (the run it was replacing is put back)" if self._replaced is not None else ""
+                intact = (f"no checkpoint of this run was written yet{back}: free some space or make the folder "
+                          "writable, then start it again")
             raise SpikerollError(f"cannot write {self.out / name} ({os.strerror(exc.errno)}); {intact}") from None
 
     def _restore(self, state: dict) -> None:
