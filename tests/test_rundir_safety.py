@@ -7,6 +7,7 @@ as an uninterrupted run."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -314,3 +315,24 @@ def test_metric_lines_are_identical_to_before(tmp_path):
     raw = (out / "metrics.jsonl").read_text()
     assert raw.endswith("\n") and [json.loads(line)["generation"] for line in raw.splitlines()] == [0, 1]
     assert oct((out / "metrics.jsonl").stat().st_mode & 0o777) == oct((out / "report.json").stat().st_mode & 0o777)
+
+
+def test_a_run_killed_while_replacing_another_keeps_it_aside(tmp_path, monkeypatch):
+    data, out = synthetic_data(), tmp_path / "run"
+    Trainer(small_config(generations=2), out, data).run(progress=False)
+    before = files(out)
+    real_step = Trainer.step
+
+    def dying_step(self):
+        if self.generation == 1:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", dying_step)
+    monkeypatch.setattr(Trainer, "_put_old_run_back", lambda self: None)  # as after kill -9: nothing more runs
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(small_config(generations=2, seed=1), out, data, overwrite=True).run(progress=False)
+    (aside,) = out.glob(".replaced-*")
+    assert files(aside) == before  # the old run, whole, until the new one's first checkpoint
+    with pytest.raises(SpikerollError, match=f"the run it was replacing is kept in {re.escape(str(aside))}"):
+        Trainer(small_config(generations=2), out, data)

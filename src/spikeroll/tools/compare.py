@@ -164,8 +164,6 @@ def read_data(path: str | Path) -> Splits:
 def run_worker(spec_path: str | Path) -> dict:
     """Body of the per-run process: train one run, write RUN/resources.json and return its content
     (an "error" key when the run failed)."""
-
-
     spec = json.loads(Path(spec_path).read_text())
     out = Path(spec["out"])
     cfg = TrainConfig.from_dict(spec["config"])
@@ -191,7 +189,6 @@ def run_worker(spec_path: str | Path) -> dict:
     except SpikerollError as exc:
         resources["error"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - recorded for the table, and shown in full on stderr
-
         traceback.print_exc()
         resources["error"] = f"{type(exc).__name__}: {exc}"
     out.mkdir(parents=True, exist_ok=True)
@@ -252,7 +249,6 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
     out.mkdir(parents=True, exist_ok=True)
     data_path = None
     if data is not None:
-
         data_path = out / DATA_FILE
         write_data(data, data_path)
     rows = []
@@ -282,7 +278,6 @@ def compare_runs(base: TrainConfig, out_dir: str | Path = "runs/compare", *, ran
                                "that process's, not each run's.**\n")
     (out / "compare.md").write_text(_markdown(base, table, budget_seconds, generations, bptt_lr) + note)
     if done:
-
         accuracy_vs_time(done, out / "compare.png")
         learning_curves(done, out / "curves.png")
     failed = [r for r in rows if r.get("error")]

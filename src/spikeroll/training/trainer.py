@@ -107,8 +107,10 @@ class Trainer:
                                  "--overwrite to replace it, or choose another --out")
         metrics = self.out / METRICS
         if metrics.exists() and metrics.stat().st_size:
+            kept = sorted(self.out.glob(f"{REPLACED}*"))  # a run --overwrite was replacing when this one stopped
+            note = f"; the run it was replacing is kept in {kept[-1]}" if kept else ""
             raise SpikerollError(f"{self.out} holds {METRICS} but no {CHECKPOINT} (a run stopped before its first "
-                                 "checkpoint); pass --overwrite to replace it, --resume to start it again from "
+                                 f"checkpoint{note}); pass --overwrite to replace it, --resume to start it again from "
                                  "generation 0, or choose another --out")
 
     def _move_old_run_aside(self) -> None:
