@@ -339,6 +339,9 @@ ARCHITECTURE_KEYS = ("dataset", "time_bins", "pool", "model", "hidden", "beta", 
 
 def check_population(population: int) -> None:
     """The one population check: an even number >= 2, since members come in antithetic pairs."""
+    if not _is_int(population):
+        raise SpikerollError(f"population={_short(repr(population))} must be a whole, even number >= 2; "
+                             "e.g. --population 512")
     if population < 2 or population % 2:
         raise SpikerollError(f"population={population} must be an even number >= 2 (members come in antithetic "
                              f"pairs); try --population {max(2, population + population % 2)}")
@@ -348,6 +351,8 @@ def check_rank(rank: int, matrix_shapes=None, option: str = "--rank") -> None:
     """The one rank range check: 1 <= rank <= the smallest side of any low-rank matrix; only
     rank >= 1 where the shapes are not known yet (matrix_shapes None: a config, a list of ranks).
     `option` is the flag the error's fix names."""
+    if not _is_int(rank):
+        raise SpikerollError(f"rank={_short(repr(rank))} must be a whole number >= 1; try {option} 1")
     smallest = None
     if matrix_shapes is not None:
         smallest = min((min(shape) for shape in matrix_shapes), default=None)
