@@ -181,15 +181,18 @@ def check_params(state: dict, net: Network, path) -> None:
 
 
 def _same_kind(saved, fresh) -> bool:
-    """Whether a saved state-dict value has the structure of the freshly built one."""
+    """Whether a saved state-dict value has the structure of the freshly built one. A dict may lack
+    keys (a checkpoint of an older torch, whose loader fills them in) but has no others."""
+    if fresh is None or isinstance(fresh, bool):  # flags such as foreach/fused: None or a bool
+        return saved is None or isinstance(saved, bool)
     if _is_number(fresh):
         return _is_number(saved)
     if isinstance(fresh, (list, tuple)):
         return (isinstance(saved, (list, tuple)) and len(saved) == len(fresh)
                 and all(_same_kind(s, f) for s, f in zip(saved, fresh)))
     if isinstance(fresh, dict):
-        return isinstance(saved, dict) and saved.keys() == fresh.keys() and all(
-            _same_kind(saved[k], fresh[k]) for k in fresh)
+        return isinstance(saved, dict) and saved.keys() <= fresh.keys() and all(
+            _same_kind(saved[k], fresh[k]) for k in saved)
     if isinstance(fresh, torch.Tensor):
         return isinstance(saved, torch.Tensor) and saved.shape == fresh.shape and saved.dtype == fresh.dtype
     return type(saved) is type(fresh)
@@ -203,7 +206,7 @@ def check_training_state(state: dict, optimizer: torch.optim.Optimizer, schedule
             or not isinstance(saved["state"], dict):
         raise _fail(path, "optimizer", "is not an optimizer state dict")
     if not _same_kind(saved["param_groups"], fresh["param_groups"]) or [
-            g["params"] for g in saved["param_groups"]] != [g["params"] for g in fresh["param_groups"]]:
+            g.get("params") for g in saved["param_groups"]] != [g["params"] for g in fresh["param_groups"]]:
         raise _fail(path, "optimizer.param_groups", f"do not fit this run's {type(optimizer).__name__}")
     shapes = {i: p.shape for group, fresh_group in zip(optimizer.param_groups, fresh["param_groups"])
               for i, p in zip(fresh_group["params"], group["params"])}
