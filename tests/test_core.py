@@ -166,3 +166,35 @@ def test_pool_frames_hand_worked():
     assert net.logits(torch.ones(5, 2, 2, 3, 3)).shape == (5, 3)
     with pytest.raises(SpikerollError, match="--pool 1"):
         pool_frames(torch.ones(2, 3, 9), 2)
+
+
+def test_noise_scale_is_sigma_over_root_rank_bit_for_bit():
+    """One σ/√r for the strategy, the module adapter and the gradient's 1/√r: the same float
+    expressions as written out here (σ/√r is not σ·(1/√r) in floating point)."""
+    from spikeroll.es.strategies import noise_scale, rank_root
+
+    for sigma in (0.05, 0.1, 1 / 3, 0.7):
+        assert noise_scale(sigma, None) == sigma
+        for rank in (1, 2, 3, 5, 7):
+            assert noise_scale(sigma, rank) == sigma / math.sqrt(rank)
+            assert rank_root(rank) == math.sqrt(rank)
+    net = tiny_net()
+    es = EvolutionStrategy(net.params, population=4, rank=3, seed=2)
+    raw = es.raw_noise(0, range(2))
+    layer = es.ask(0, range(2), 0.1)[0]
+    assert torch.equal(layer.weight_a, raw[0][0] * (0.1 / math.sqrt(3)))
+
+
+def test_float_and_integer_networks_draw_the_same_initial_weights():
+    from spikeroll.nets.integer import IntegerNet
+    from spikeroll.nets.model import init_parameters
+
+    sizes, gain, seed = [9, 6, 4], 1.7, 5
+    gen = torch.Generator().manual_seed(seed)
+    expected = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):  # the draws as written before the shared helper
+        expected += [(torch.rand(n_out, n_in, generator=gen) * 2 - 1) * (gain / math.sqrt(n_in)), torch.zeros(n_out)]
+    for params in (init_parameters(sizes, gain, seed), SpikingNet(sizes, init_gain=gain, seed=seed).params,
+                   IntegerNet(sizes, 8, init_gain=gain, seed=seed).params):
+        assert list(params) == ["layer0.weight", "layer0.bias", "layer1.weight", "layer1.bias"]
+        assert all(torch.equal(a, b) for a, b in zip(params.values(), expected))

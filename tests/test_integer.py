@@ -229,3 +229,29 @@ def test_bad_bit_widths_and_inputs():
     es = EvolutionStrategy(net.params, population=2, rank=None, seed=0)
     with pytest.raises(SpikerollError, match="low-rank"):
         net.population_logits(torch.zeros(1, 2, 4), es.ask(0, range(1), 0.1))
+
+
+def test_int8_noise_is_shared_with_egg_and_rounds_half_to_even():
+    from spikeroll.es import egg
+    from spikeroll.nets.integer import int8_noise
+
+    assert egg.int8_noise is int8_noise
+    x = torch.tensor([0.0, 1 / 32, 3 / 32, -1 / 32, 7.9, 8.0, -9.0, 0.4])  # ·16: 0, .5, 1.5, −.5, 126.4, 128, −144, 6.4
+    assert int8_noise(x).tolist() == [0, 0, 2, 0, 126, 127, -127, 6]
+    assert int8_noise(x).dtype == torch.int32 and int8_noise(x, torch.int64).dtype == torch.int64
+
+
+def test_loihi_layer_optional_arguments_by_hand():
+    # one neuron, one member, one sample: base W·s = 1 at every step, weight_exp 14 (a = 2^20 =
+    # one threshold), dv = 0: v = 0, 2^20 (not above vth << 6), 2^21 (spikes, reset), ...
+    from spikeroll.nets import loihi
+
+    S = 4
+    base = np.ones((1, S, 1, 1), np.int32)
+    layer = {"weight_exp": 14, "du": 4095, "dv": 0, "vth": 1 << 14}
+    out_sum = np.zeros((1, 1, 1), np.int64)
+    rec = [np.zeros((1, S, 1, 1), np.int64) for _ in range(3)]
+    loihi.loihi_layer(base, np.zeros((1, 1), np.int32), layer, True, out_sum, record=rec)
+    assert rec[1][0, :, 0, 0].tolist() == [0, 1 << 20, 0, 1 << 20]
+    assert rec[2][0, :, 0, 0].tolist() == [0, 0, 1, 0]
+    assert out_sum.tolist() == [[[1]]]
