@@ -309,6 +309,9 @@ def meta(key, value):
 NIR_CASES = {
     "weight-nan": (setter("affine0", "weight", np.nan), "'affine0'"),
     "weight-inf": (setter("affine1", "weight", np.inf), "'affine1'"),
+    "weight-beyond-float32": (setter("affine0", "weight", 1e300), "'affine0'"),
+    "bias-beyond-float32": (setter("affine1", "bias", -1e39), "'affine1'"),
+    "tau-below-dt": (setter("lif0", "tau", 1e-300), "'lif0'"),
     "bias-nan": (setter("affine0", "bias", np.nan), "'affine0'"),
     "threshold-inf": (setter("lif0", "v_threshold", np.inf), "'lif0'"),
     "threshold-nan": (setter("lif0", "v_threshold", np.nan), "'lif0'"),

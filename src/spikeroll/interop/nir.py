@@ -484,7 +484,7 @@ def import_graph(graph) -> ImportedNetwork:
         raise SpikerollError(f"input of shape {shape} reaches {_kind(*chain[at])} unflattened; "
                              "add a Flatten node after the Input (and pooling)")
 
-    weights, biases, neurons, notes = [], [], [], []
+    weights, biases, neurons, notes, layer_names = [], [], [], [], []
     features = shape[0]
     while at < len(chain) - 1:
         name, node = chain[at]
@@ -506,6 +506,7 @@ def import_graph(graph) -> ImportedNetwork:
             raise SpikerollError(f"{_kind(n_name, neuron)} is a non-spiking integrator before the last layer; "
                                  "spikeroll has LI/I only as the readout")
         weights.append(w)
+        layer_names.append((name, node))
         biases.append(b)
         neurons.append((n_name, neuron, _dynamics(n_name, neuron, w.shape[0], dt, nir)))
         features, at = w.shape[0], at + 2
@@ -532,6 +533,11 @@ def import_graph(graph) -> ImportedNetwork:
         beta = float(meta["beta"])  # the float64 value spikeroll trained with (its readout uses it)
     if ours and not notes and float(np.float32(meta_number(meta, "threshold", -1.0))) == theta:
         theta = float(meta["threshold"])
+    limit = float(np.finfo(np.float32).max)  # the network computes in float32
+    for (a_name, a_node), w, b in zip(layer_names, weights, biases):
+        if np.abs(w).max(initial=0.0) > limit or np.abs(b).max(initial=0.0) > limit:
+            raise SpikerollError(f"{_kind(a_name, a_node)}: weights or bias (after folding gains and thresholds) "
+                                 "exceed float32's range; spikeroll computes in float32")
     net = SpikingNet([weights[0].shape[1], *[w.shape[0] for w in weights]], beta=beta, threshold=theta,
                      reset=reset if reset in ("zero", "subtract") else "zero", readout=readout, pool=pool)
     values = [torch.as_tensor(a, dtype=torch.float32) for pair in zip(weights, biases) for a in pair]
