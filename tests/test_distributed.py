@@ -25,6 +25,7 @@ from spikeroll.config import TrainConfig  # noqa: E402
 from spikeroll.data.minibatch import minibatch  # noqa: E402
 from spikeroll.errors import SpikerollError  # noqa: E402
 from spikeroll.training.callbacks import Callback  # noqa: E402
+from spikeroll.training.distributed import start_local_ray  # noqa: E402
 from spikeroll.training.estimator import build_estimator  # noqa: E402
 from spikeroll.training.factories import make_network  # noqa: E402
 from spikeroll.training.rundir import load_checkpoint  # noqa: E402
@@ -36,19 +37,23 @@ SETTINGS = dict(dataset="digits", hidden=[32], population=64, chunk_pairs=4, bat
 
 
 def config(**kw):
+    """The shared SETTINGS with `kw` replacing some."""
     return TrainConfig(**{**SETTINGS, **kw})
 
 
 def run_metrics(run_dir):
+    """A run's metrics.jsonl records, without their wall-clock seconds."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
 def final_params(run_dir):
+    """The parameters of a run's last checkpoint."""
     return load_checkpoint(Path(run_dir) / "checkpoint.pt")["params"]
 
 
 def assert_identical(run_dir, reference_dir):
+    """Every metric and every final parameter of the run equal the reference's, bit for bit."""
     assert run_metrics(run_dir) == run_metrics(reference_dir)  # every fitness, accuracy, σ and lr
     for got, want in zip(final_params(run_dir), final_params(reference_dir), strict=True):
         assert torch.equal(got, want)
@@ -56,6 +61,7 @@ def assert_identical(run_dir, reference_dir):
 
 @pytest.fixture(scope="module")
 def digits():
+    """The digits splits of SETTINGS, loaded once for the module."""
     return load_data(config(), progress=False)
 
 
@@ -69,10 +75,9 @@ def reference(digits, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray instance (3 logical CPUs) shared by the tests here; each run starts and stops
-    its own worker actors on it."""
-    ray.init(address="local", num_cpus=3, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    """One local Ray instance (3 logical CPUs), on loopback as `--workers` starts it, shared by the
+    tests here; each run starts and stops its own worker actors on it."""
+    start_local_ray(3)
     yield
     ray.shutdown()
 
@@ -81,10 +86,12 @@ class Grab(Callback):
     """Keeps the Trainer, so a test can reach its evaluator."""
 
     def on_run_start(self, trainer):
+        """Keep the trainer."""
         self.trainer = trainer
 
     @property
     def evaluator(self):
+        """The run's evaluator (a RayEvaluator in a distributed run)."""
         return self.trainer.estimator.evaluator
 
 
@@ -111,6 +118,7 @@ def test_population_fitness_matches_local_evaluator(digits, local_ray):
 
 @pytest.mark.parametrize("workers,data_path", [(1, "auto"), (2, "store"), (3, "auto")])
 def test_workers_reproduce_single_process(digits, reference, local_ray, tmp_path, workers, data_path):
+    """1, 2 or 3 workers, reading their own frame cache or the object store: the single-process bits."""
     grab = Grab()
     train_run(config(workers=workers, threads_per_worker=1, worker_data=data_path), tmp_path, data=digits,
               progress=False, callbacks=[grab])
@@ -129,10 +137,12 @@ class KillBusyWorker(Callback):
         self.at, self.killed = at, []
 
     def on_run_start(self, trainer):
+        """Keep the trainer and start watching for a busy worker."""
         self.trainer = trainer
         threading.Thread(target=self.watch, daemon=True).start()
 
     def watch(self):
+        """Kill the first busy worker seen from generation `at` on (one kill per run)."""
         evaluator = self.trainer.estimator.evaluator
         while not self.killed and self.trainer.generation < self.trainer.cfg.generations:
             busy = evaluator.busy_pids() if self.trainer.generation >= self.at else []
@@ -143,6 +153,7 @@ class KillBusyWorker(Callback):
 
 
 def test_worker_killed_mid_generation(digits, reference, local_ray, tmp_path):
+    """A worker SIGKILLed while busy: its unit is re-run elsewhere and the bits do not change."""
     killer = KillBusyWorker(at=2)
     grab = Grab()
     train_run(config(workers=2, threads_per_worker=1), tmp_path, data=digits, progress=False,
@@ -159,12 +170,15 @@ class RemoveAllWorkers(Callback):
         self.at = at
 
     def on_generation_end(self, trainer, record):
+        """At generation `at`, kill every worker actor without restart."""
         if trainer.generation == self.at:
             for actor in trainer.estimator.evaluator.actors:
                 ray.kill(actor, no_restart=True)
 
 
 def test_all_workers_gone_stops_with_error_then_resumes_on_other_worker_count(digits, reference, local_ray, tmp_path):
+    """Every worker gone: a one-line error after --worker-timeout, the last checkpoint intact;
+    --resume on 3 workers then gives the single-process bits."""
     with pytest.raises(SpikerollError, match="no Ray worker has been reachable for 2 s.*--resume") as error:
         train_run(config(workers=2, threads_per_worker=1, worker_timeout=2), tmp_path, data=digits,
                   progress=False, callbacks=[RemoveAllWorkers(at=3)])
@@ -216,10 +230,12 @@ def kill_tree(process):
 
 
 def cli(*args):
+    """The command line of `python -m spikeroll.cli ARGS` in this interpreter."""
     return [sys.executable, "-m", "spikeroll.cli", *args]
 
 
 def cli_args(cfg_overrides, out):
+    """`train` arguments for SETTINGS with `cfg_overrides` (workers), writing to `out`."""
     cfg = config(**cfg_overrides)
     return ["train", "--hidden", "32", "--population", "64", "--chunk-pairs", "4", "--batch-size", "32",
             "--generations", "6", "--eval-every", "3", "--checkpoint-every", "2", "--augment-shift", "1",

@@ -23,6 +23,22 @@ Data: each worker loads the training split itself (the frame cache on a shared f
 keeps it when its digest matches the driver's; otherwise it reads the copy the driver put into
 the object store, which Ray moves to each node once. A per-generation checksum of the minibatch
 comes back with every unit, so a worker that built a different minibatch stops the run.
+
+Code: a worker runs spikeroll and, with `--model FILE.py:FACTORY`, that one file, nothing else. It
+is built from the driver's own configuration (`cfg.to_dict()`, sent with the actor), never from a
+config read from disk; the driver has already made the model path absolute (ModuleNet.from_config),
+so every worker imports the file the driver was given and calls the same factory.
+
+Trust boundary: Ray stays on this machine unless asked. The cluster that `--workers K` starts
+(`start_local_ray`) has its node address on loopback, and Ray 2.60 then binds every server it
+starts to 127.0.0.1: the GCS, the raylet (node manager and object manager), each worker's and the
+driver's gRPC server, the runtime-env agent, and, on a full `ray[default]` install, the dashboard
+agent (gRPC, HTTP and metrics export), the API server's and the autoscaler monitor's metrics ports.
+No dashboard UI is started (the API server process of a minimal install listens on nothing);
+ray.init itself turns usage statistics off for the clusters it starts. tests/test_ray_sockets.py
+lists the listening sockets of every process of a run. Joining a cluster (`--ray-address`) is
+asking: that cluster's addresses and authentication are its owner's, and spikeroll warns when the
+driver joined it without Ray's token authentication (`token_auth_enabled`).
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ import time
 import warnings
 import zlib
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,15 +67,84 @@ from spikeroll.training.factories import load_data, local_evaluator, make_networ
 
 EXTRA = "pip install 'spikeroll[distributed]'"
 STARTUP_SECONDS = 300  # for the first worker of a run; after that, cfg.worker_timeout applies
+LOOPBACK = "127.0.0.1"  # the node address of a cluster this process starts
+RAY_QUIET = {"logging_level": "ERROR", "log_to_driver": False}
 log = logging.getLogger("spikeroll.training.distributed")
 
 
 def import_ray():
+    """The `ray` module, or a one-line SpikerollError naming the extra when Ray is not installed."""
     try:
-        import ray
+        import ray  # optional dependency: the extra `distributed`
     except ImportError:
         raise SpikerollError(f"--workers/--ray-address need Ray, which is not installed; {EXTRA}") from None
     return ray
+
+
+def start_local_ray(num_cpus: int) -> None:
+    """Start a Ray instance on this machine, with `num_cpus` logical CPUs, that listens on loopback only.
+
+    Every Ray server picks its bind address from the node's address: 127.0.0.1 binds 127.0.0.1
+    (C++ gRPC servers: GCS, raylet, core workers; Python agents: runtime env, dashboard agent and
+    metrics), any other address binds all interfaces. ray.init(_node_ip_address="127.0.0.1") alone
+    is not enough: Ray replaces a loopback address with the machine's outward one (services.
+    resolve_ip_for_localhost) except where `ray_constants.ENABLE_RAY_CLUSTER` is off, which the
+    environment variable RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 sets only when read at Ray's import.
+    So the flag is turned off around ray.init only (Ray has no public switch for this); the node
+    address is then checked through ray.nodes(), and a cluster that is not on loopback is shut
+    down with an error rather than used. include_dashboard=False: no dashboard UI."""
+    ray = import_ray()
+    with _loopback_node_address():
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, dashboard_host=LOOPBACK,
+                 _node_ip_address=LOOPBACK, **RAY_QUIET)
+    addresses = sorted({node["NodeManagerAddress"] for node in ray.nodes()})
+    if addresses != [LOOPBACK]:
+        ray.shutdown()
+        raise SpikerollError(f"the local Ray instance came up on {', '.join(addresses)} instead of {LOOPBACK} only, "
+                             "and was stopped; this Ray version ignores spikeroll's loopback setting: start a "
+                             "cluster yourself (`ray start --head`, docs/distributed.md) and pass --ray-address")
+
+
+@contextmanager
+def _loopback_node_address():
+    """Ray's 'clusters enabled' flag off while ray.init starts a node, so that the node's address
+    stays the loopback one it was given (see start_local_ray)."""
+    from ray._private import ray_constants  # optional dependency (Ray); private: no public switch exists
+
+    enabled = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enabled
+
+
+def join_ray(address: str) -> None:
+    """Connect this process to the running Ray cluster at `address`, warning (one line) when it
+    was joined without token authentication; a cluster that cannot be joined is a one-line error."""
+    ray = import_ray()
+    try:
+        ray.init(address=address, **RAY_QUIET)
+    except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the advice is the same
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SpikerollError(
+            f"cannot join the Ray cluster at {address!r} ({reason}); start one with "
+            "`ray start --head` (docs/distributed.md) or fix --ray-address") from None
+    if not token_auth_enabled():
+        log.warning("spikeroll: joined the Ray cluster at %s without token authentication (RAY_AUTH_MODE is not "
+                    "'token'): anyone who can reach its ports can run code on it; see docs/distributed.md", address)
+
+
+def token_auth_enabled() -> bool:
+    """Whether this process uses Ray's token authentication: RAY_AUTH_MODE=token, set by the user or
+    by ray.init itself (a new local cluster, or a token found for address="auto").
+
+    A driver without a token can only join a cluster that does not ask for one, so after a
+    successful ray.init, False means the cluster accepts anyone who reaches it. (True cannot tell
+    whether the cluster checks the token the driver sends.) Ray's own C++ setting reads the same
+    variable (ray._raylet.get_authentication_mode, not a public API); Rays before token
+    authentication have neither and always read as False, which is what they are."""
+    return os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "token"
 
 
 def split_digest(frames: torch.Tensor, labels: torch.Tensor) -> str:
@@ -77,6 +163,7 @@ def batch_checksum(frames: torch.Tensor, labels: torch.Tensor) -> int:
 
 
 def peak_rss_bytes() -> int:
+    """Peak resident memory of this process in bytes (Linux: getrusage reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
@@ -108,7 +195,7 @@ class Worker:
                     return train, "filesystem"
             except (SpikerollError, OSError, ValueError):
                 pass  # no dataset here (no shared filesystem): use the driver's copy
-        import ray
+        import ray  # optional dependency (extra `distributed`); always there in a Ray worker
 
         frames, labels = ray.get(store[0])
         with warnings.catch_warnings():  # object-store arrays are read-only and shared: never written
@@ -116,7 +203,8 @@ class Worker:
             return Split(torch.from_numpy(frames), torch.from_numpy(labels)), "object store"
 
     def info(self) -> dict:
-        import ray
+        """This worker's pid, Ray node id, data path (filesystem or object store), threads and peak memory."""
+        import ray  # optional dependency (extra `distributed`); always there in a Ray worker
 
         return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "data": self.data_source,
                 "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss_bytes()}
@@ -125,7 +213,7 @@ class Worker:
     def evaluate(self, generation: int, sigma: float, theta: list, start: int, stop: int):
         """Fitness and accuracy (numpy, 2·(stop − start) members) of pairs start..stop, and the
         minibatch checksum. θ arrives once per generation: `theta` is [ObjectRef], fetched once."""
-        import ray
+        import ray  # optional dependency (extra `distributed`); always there in a Ray worker
 
         if self.theta_key != theta[0].hex():
             values = ray.get(theta[0])
@@ -167,27 +255,20 @@ class RayEvaluator(BaseEvaluator):
         self._last_error = "none"
 
     def unit_pairs(self, batch: int) -> int:
+        """The local evaluator's unit size, so that units and noise chunks match one process."""
         return self.local.unit_pairs(batch)
 
     # workers ----------------------------------------------------------------------------------
     def _start(self) -> None:
         ray = import_ray()
         cfg = self.cfg
-        if not ray.is_initialized():
-            quiet = {"logging_level": "ERROR", "log_to_driver": False}
+        if not ray.is_initialized():  # else: the caller's own Ray instance, as the caller set it up
             if cfg.ray_address:
-                try:
-                    ray.init(address=cfg.ray_address, **quiet)
-                except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the advice is the same
-                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                    raise SpikerollError(
-                        f"cannot join the Ray cluster at {cfg.ray_address!r} ({reason}); start one with "
-                        "`ray start --head` (docs/distributed.md) or fix --ray-address") from None
+                join_ray(cfg.ray_address)
             else:
                 workers = cfg.workers or 1
                 threads = cfg.threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-                ray.init(address="local", num_cpus=workers * threads, include_dashboard=False,
-                         _node_ip_address="127.0.0.1", **quiet)
+                start_local_ray(workers * threads)
             self.owns_ray = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         threads = cfg.threads_per_worker or max(1, cpus // cfg.workers if cfg.workers else 1)
@@ -264,9 +345,10 @@ class RayEvaluator(BaseEvaluator):
                           idle=deque(i for i in range(len(self.actors)) if i in self.workers))
         put_seconds = time.perf_counter() - start_time
         while run.todo or run.running:
-            self._ping_lost_workers()
+            now = time.monotonic()  # one clock reading per round, for the pings and the timeout alike
+            self._ping_lost_workers(now)
             self._dispatch(run)
-            self._check_reachable(run)
+            self._check_reachable(run, now)
             ready, _ = ray.wait(list(run.running) + list(self._pings), num_returns=1, timeout=0.5)
             for ref in ready:
                 if ref in self._pings:
@@ -280,9 +362,8 @@ class RayEvaluator(BaseEvaluator):
                      "put_seconds": put_seconds, "seconds": time.perf_counter() - start_time}
         return run.fitness, run.accuracy
 
-    def _ping_lost_workers(self) -> None:
-        """Ask lost workers whose retry time has come whether they are back."""
-        now = time.monotonic()
+    def _ping_lost_workers(self, now: float) -> None:
+        """Ask lost workers whose retry time has come (by `now`) whether they are back."""
         for i, when in list(self._retry_at.items()):
             if now >= when:
                 del self._retry_at[i]
@@ -297,9 +378,8 @@ class RayEvaluator(BaseEvaluator):
             task = (run.generation, run.sigma, unit.start, unit.stop)
             run.sent += len(pickle.dumps(task)) + len(run.theta[0].binary())
 
-    def _check_reachable(self, run: _Generation) -> None:
-        """Stop the run once no worker has had a unit for `worker_timeout` seconds."""
-        now = time.monotonic()
+    def _check_reachable(self, run: _Generation, now: float) -> None:
+        """Stop the run once no worker has had a unit for `worker_timeout` seconds (as of `now`)."""
         if run.running:
             run.down_since = None
         elif run.down_since is None:
@@ -312,7 +392,7 @@ class RayEvaluator(BaseEvaluator):
 
     def _worker_answered(self, ref, run: _Generation) -> None:
         """A lost worker answered its ping: back to work, or asked again later if still down."""
-        from ray.exceptions import RayError  # Ray is optional: imported where a run uses it
+        from ray.exceptions import RayError  # optional dependency (Ray): imported where a run uses it
 
         i = self._pings.pop(ref)
         try:
@@ -324,7 +404,7 @@ class RayEvaluator(BaseEvaluator):
 
     def _unit_answered(self, ref, run: _Generation) -> None:
         """A unit came back: store its fitness, or requeue it when its worker was lost."""
-        from ray.exceptions import RayTaskError  # Ray is optional: imported where a run uses it
+        from ray.exceptions import RayTaskError  # optional dependency (Ray): imported where a run uses it
 
         i, unit = run.running.pop(ref)
         del self._busy[i]
@@ -364,8 +444,8 @@ class _Generation:
     sent: int = 0
     received: int = 0
     down_since: float | None = None
-    fitness: torch.Tensor = None
-    accuracy: torch.Tensor = None
+    fitness: torch.Tensor = field(init=False)  # (population,), filled unit by unit
+    accuracy: torch.Tensor = field(init=False)
 
     def __post_init__(self):
         self.fitness = torch.empty(self.population)
@@ -379,6 +459,6 @@ def describe_error(exc: Exception) -> str:
 
 def lost_worker_errors() -> tuple[type[Exception], ...]:
     """Ray's errors for a worker process or its node gone or unreachable: the unit goes back to the queue."""
-    from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError
+    from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError  # optional (Ray)
 
     return (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)
