@@ -87,13 +87,17 @@ def network_bytes(sizes: list[int]) -> int:
 def generation_bytes(strategy: EvolutionStrategy, classes: int, unit_activation_bytes: int = 0) -> int:
     """Bytes one ES generation certainly allocates, whatever the minibatch (counted as one sample):
     every pair's noise (A, B factors, or full-rank E, kept from the population forward to the update
-    by EvolutionStrategy.raw_noise), the logits (N, 1, classes), the fitness, accuracy and
-    shaped-weight vectors (N,), plus `unit_activation_bytes` of one work unit."""
+    by EvolutionStrategy.raw_noise), the gradient (one buffer per parameter), the logits
+    (N, 1, classes), the fitness, accuracy and shaped-weight vectors (N,), plus
+    `unit_activation_bytes` of one work unit."""
+    params = list(strategy.params.values())
     per_pair = sum((shape[0] + shape[1]) * strategy.rank if shape is not None else p.numel()
-                   for p, shape in zip(strategy.params.values(), strategy.matrix_shapes))
-    element = next(iter(strategy.params.values())).element_size() if strategy.params else 4
+                   for p, shape in zip(params, strategy.matrix_shapes))
+    element = params[0].element_size() if params else 4
+    gradient = sum(p.numel() for p in params) * element
     population = strategy.population
-    return strategy.pairs * per_pair * element + population * classes * 4 + 3 * population * 4 + unit_activation_bytes
+    return (strategy.pairs * per_pair * element + gradient + population * classes * 4 + 3 * population * 4
+            + unit_activation_bytes)
 
 
 def population_fix(cfg: TrainConfig, needed: int, device) -> str:
