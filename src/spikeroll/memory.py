@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
 import sys
 
 
 def max_rss_bytes() -> int:
     """Peak resident set size of this process (since start, or since `reset_peak_rss`)."""
-    import resource
+    import resource  # platform-optional: Unix only, so importing this module works everywhere
 
     value = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return value if sys.platform == "darwin" else value * 1024  # KiB on Linux, bytes on macOS
@@ -30,8 +32,6 @@ def release_free_memory() -> None:
     """Hand freed heap pages back to the OS (glibc malloc_trim), so they do not count as resident."""
     gc.collect()
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
@@ -59,14 +59,10 @@ def keep_freed_memory() -> bool:
     back in page by page at the next step (about 25,000 page faults per generation of the dense
     snnTorch network at population 512). The cost: the process keeps its peak heap. No-op (False)
     off glibc, or where the user set MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_ themselves."""
-    import os
-
     if not sys.platform.startswith("linux") or any(k in os.environ for k in ("MALLOC_TRIM_THRESHOLD_",
                                                                              "MALLOC_MMAP_THRESHOLD_")):
         return False
     try:
-        import ctypes
-
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False

@@ -57,6 +57,8 @@ INFERENCE_POOL_BYTES = 1 << 30
 
 @dataclass
 class BenchConfig:
+    """The network, population, data and measurement settings of `spikeroll bench`."""
+
     hidden: list[int] = field(default_factory=lambda: [128])
     population: int = 512
     batch_size: int = 64
@@ -73,9 +75,11 @@ class BenchConfig:
 
     @property
     def sizes(self) -> list[int]:
+        """Layer widths: input, the hidden layers, the classes."""
         return [self.input, *self.hidden, CLASSES]
 
     def validate(self) -> BenchConfig:
+        """This config, or a SpikerollError naming the first setting out of range and a value to try."""
         checks = [
             (self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1; try --batch-size 64"),
             (self.time_bins >= 1, f"time_bins={self.time_bins} must be >= 1; try --time-bins 10"),
@@ -130,7 +134,7 @@ def synthetic_data(cfg: BenchConfig) -> SimpleNamespace:
 
 
 def train_config(cfg: BenchConfig, strategy: str):
-
+    """The TrainConfig of a bench case: the bench's network and population under `strategy`."""
     return TrainConfig(hidden=list(cfg.hidden), population=cfg.population, batch_size=cfg.batch_size,
                        time_bins=cfg.time_bins, rank=cfg.rank, strategy=strategy, device=cfg.device,
                        seed=cfg.seed, generations=1_000_000).validate()
@@ -141,7 +145,6 @@ def inference_batch(cfg: BenchConfig) -> int:
     activation budget (the budget that also sizes EGGROLL's pair chunks)."""
     if cfg.inference_batch:
         return cfg.inference_batch
-
     per_sample = cfg.time_bins * (cfg.input + max(cfg.sizes[1:])) * 4
     return max(1, min(cfg.population * cfg.batch_size, ACTIVATION_BUDGET_BYTES // per_sample))
 
@@ -154,12 +157,12 @@ def inference_pool(cfg: BenchConfig) -> int:
 
 def chunk_pairs(cfg: BenchConfig, strategy: str = "eggroll") -> int:
     """Pairs the trainer evaluates at once for this config and strategy."""
-
     return auto_unit_pairs(cfg.population // 2, cfg.sizes, cfg.batch_size, cfg.time_bins,
                            cfg.rank if strategy == "eggroll" else None, resolve_device(cfg.device))
 
 
 def weight_elements(cfg: BenchConfig) -> int:
+    """Weight-matrix elements of the network: Σ m·n over its layers."""
     return sum(a * b for a, b in zip(cfg.sizes[:-1], cfg.sizes[1:]))
 
 
@@ -301,6 +304,7 @@ def _ratio(a: float, b: float) -> str:
 
 
 def format_report(result: dict) -> str:
+    """The report `spikeroll bench` prints: the settings, then seconds and peak memory per case."""
     c, sec, mem = result["config"], result["seconds"], result["peak_bytes"]
     hidden = ",".join(map(str, c["hidden"]))
     lines = [

@@ -21,6 +21,8 @@ from typing import Any
 
 @dataclass
 class Outcome:
+    """What became of a call in a child process: its value, or how it failed."""
+
     value: Any = None  # fn's return value, when it returned
     error: str | None = None  # the exception fn raised, as a traceback's last line: "MemoryError: ..."
     traceback: str | None = None  # and its whole traceback
@@ -29,6 +31,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """It returned a value, in time, and the child exited cleanly."""
         return not self.timed_out and self.error is None and self.exitcode == 0
 
     @property
@@ -45,10 +48,11 @@ class Outcome:
 
 def run_isolated(fn, *args, timeout: float | None = None) -> Outcome:
     """fn(*args) in a fresh process; the Outcome says what it returned or how it failed. A child
-    still running after `timeout` seconds (from its start) is killed (Outcome.timed_out)."""
+    still running after `timeout` seconds (from its start) is killed (Outcome.timed_out). fn is a
+    module-level function (the child imports it by name, which also names the child process)."""
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, fn, args), name=f"spikeroll-{getattr(fn, '__name__', 'child')}")
+    child = ctx.Process(target=_child, args=(send, fn, args), name=f"spikeroll-{fn.__name__}")
     child.start()
     send.close()  # the child holds the only write end now: its exit reads as end-of-file here
     deadline = None if timeout is None else time.monotonic() + timeout

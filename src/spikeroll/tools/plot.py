@@ -27,7 +27,7 @@ DPI = 120
 
 def _require_matplotlib() -> None:
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401 - optional dependency: the extra `plot`
     except ImportError:
         raise SpikerollError("plotting needs matplotlib, which is not installed; "
                              "install it with: pip install 'spikeroll[plot]'") from None
@@ -35,7 +35,7 @@ def _require_matplotlib() -> None:
 
 def _figure(**kw):
     _require_matplotlib()
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # optional dependency: the extra `plot`
 
     return Figure(**kw)
 
@@ -91,7 +91,7 @@ def _smooth(values: list[float], window: int) -> list[float]:
 def learning_curves(run_dirs, path: str | Path, title: str | None = None) -> Path:
     """Fitness and accuracies against generations (top) and cumulative seconds (bottom)."""
     _require_matplotlib()
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # optional dependency: the extra `plot`
 
     run_dirs = list(run_dirs)
     labels = run_labels(run_dirs)
@@ -144,7 +144,7 @@ def learning_curves(run_dirs, path: str | Path, title: str | None = None) -> Pat
 def accuracy_vs_time(run_dirs, path: str | Path, title: str | None = None) -> Path:
     """Validation accuracy (and the final test accuracy, ★) against cumulative training seconds."""
     _require_matplotlib()
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # optional dependency: the extra `plot`
 
     run_dirs = list(run_dirs)
     fig = _figure(figsize=(10, 5.5), layout="constrained")
@@ -181,10 +181,8 @@ def _load_data_for(cfg):
 
 def spike_raster(run_dir: str | Path, path: str | Path, data=None, sample: int = 0) -> Path:
     """The trained network of `run_dir` on validation sample `sample`: input, hidden spikes, readout."""
-
-
     _require_matplotlib()
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # optional dependency: the extra `plot`
 
     cfg, net = load_trained(run_dir)
     data = data if data is not None else _load_data_for(cfg)

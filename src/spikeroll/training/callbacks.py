@@ -14,6 +14,8 @@ from spikeroll.errors import SpikerollError
 
 
 class Callback:
+    """Hooks that do nothing: override the ones you need (see the module docstring)."""
+
     def on_run_start(self, trainer) -> None:
         """Before the first generation of this call to `run` (also after a resume)."""
 
@@ -37,21 +39,24 @@ class TensorBoardCallback(Callback):
 
     def __init__(self, log_dir: str | Path | None = None):
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional dependency: the extra `tensorboard`
         except ImportError:
             raise SpikerollError("--tensorboard needs the tensorboard package; "
                                  "pip install 'spikeroll[tensorboard]'") from None
         self._writer_class, self.log_dir, self.writer = SummaryWriter, log_dir, None
 
     def on_run_start(self, trainer) -> None:
+        """Open the event file (RUN_DIR/tensorboard unless `log_dir`), purging steps after a resume's."""
         log_dir = self.log_dir or trainer.out / "tensorboard"
         self.writer = self._writer_class(str(log_dir), purge_step=trainer.generation or None)
 
     def on_generation_end(self, trainer, record: dict) -> None:
+        """Write the generation's numeric metrics as scalars and flush them to disk."""
         for name, value in record.items():
             if name != "generation" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(name, value, record["generation"])
         self.writer.flush()  # a killed run keeps every generation it logged
 
     def on_run_end(self, trainer, report: dict) -> None:
+        """Close the event file."""
         self.writer.close()
