@@ -27,6 +27,7 @@ def in_process(monkeypatch):
 
 
 def test_bench_json_has_documented_keys_and_positive_numbers(in_process):
+    """`bench --json` prints one object: the config, seconds and peak bytes of each case, torch threads."""
     result = CliRunner().invoke(main, ["bench", "--json", *TINY])
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)  # exactly one JSON object
@@ -42,6 +43,7 @@ def test_bench_json_has_documented_keys_and_positive_numbers(in_process):
 
 
 def test_case_runs_in_a_fresh_process():
+    """measure_case runs its case in another process, with the requested thread count."""
     cfg = BenchConfig(hidden=[64], population=16, batch_size=8, time_bins=4, input=2000, repeats=1, threads=1)
     result = bench.measure_case(cfg, "inference")
     assert result["pid"] != os.getpid()
@@ -59,6 +61,7 @@ def test_case_runs_in_a_fresh_process():
     (["--density", "2"], "density=2.0 must be in [0, 1]"),
 ])
 def test_bad_arguments_give_one_line_error(args, message):
+    """Each bad argument is a one-line usage error (exit 2) saying what to change."""
     result = CliRunner().invoke(main, ["bench", *args])
     assert result.exit_code == 2
     assert message in result.output
@@ -67,12 +70,14 @@ def test_bad_arguments_give_one_line_error(args, message):
 
 
 def test_frame_shapes_and_noise_prediction():
+    """N-MNIST-shaped frames for input 2312, flat ones otherwise; full-rank noise bytes as documented."""
     assert frame_shape(BenchConfig()) == (10, 2, 34, 34)
     assert frame_shape(BenchConfig(input=100, time_bins=4)) == (4, 100, 1, 1)
     assert full_rank_noise_bytes(BenchConfig()) == 512 * (2312 * 128 + 128 * 10) * 4
 
 
 def test_synthetic_data_declares_classes_and_sensor_size():
+    """The bench's random data says its classes and sensor size as tonic's N-MNIST does."""
     data = bench.synthetic_data(BenchConfig(batch_size=4))
     assert data.classes == 10 and data.sensor_size == (34, 34, 2)  # tonic's NMNIST.sensor_size
     flat = bench.synthetic_data(BenchConfig(input=100, time_bins=4, batch_size=4))

@@ -12,23 +12,31 @@ from test_train import metrics, small_config, synthetic_data
 
 
 class Recorder(Callback):
+    """Records every hook call with the generation it saw."""
+
     def __init__(self):
+        """No events yet."""
         self.events = []
 
     def on_run_start(self, trainer):
+        """('start', the trainer's generation)."""
         self.events.append(("start", trainer.generation))
 
     def on_step_end(self, trainer, record):
+        """('step', the record's generation, the trainer's, whether the record has an accuracy)."""
         self.events.append(("step", record["generation"], trainer.generation, "val_accuracy" in record))
 
     def on_generation_end(self, trainer, record):
+        """('end', the record's generation, whether it was evaluated)."""
         self.events.append(("end", record["generation"], "val_accuracy" in record))
 
     def on_run_end(self, trainer, report):
+        """('finish', the report's generation count)."""
         self.events.append(("finish", report["generations"]))
 
 
 def test_hooks_are_called_in_order_with_the_generation(tmp_path):
+    """Start, then step and end per generation (evaluated ones after the step), then finish."""
     recorder = Recorder()
     Trainer(small_config(generations=4, eval_every=2), tmp_path, synthetic_data(), callbacks=[recorder]).run(
         progress=False)
@@ -39,14 +47,19 @@ def test_hooks_are_called_in_order_with_the_generation(tmp_path):
 
 
 class FreezeFirstLayer(Callback):
+    """Puts the first layer's weights back after every step."""
+
     def on_run_start(self, trainer):
+        """Keep the first layer's initial weights."""
         self.initial = trainer.net.params["layer0.weight"].clone()
 
     def on_step_end(self, trainer, record):
+        """Undo the step on the first layer."""
         trainer.net.params["layer0.weight"].copy_(self.initial)
 
 
 def test_a_callback_can_change_the_network_between_generations(tmp_path):
+    """What on_step_end writes into the network is what the next generation trains from."""
     trainer = Trainer(small_config(generations=3), tmp_path, synthetic_data(), callbacks=[FreezeFirstLayer()])
     start = {name: p.clone() for name, p in trainer.net.params.items()}
     trainer.run(progress=False)
@@ -55,6 +68,7 @@ def test_a_callback_can_change_the_network_between_generations(tmp_path):
 
 
 def test_tensorboard_holds_every_generations_metrics(tmp_path):
+    """The event file has each metric of metrics.jsonl at its generation, and nothing else."""
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -72,6 +86,7 @@ def test_tensorboard_holds_every_generations_metrics(tmp_path):
 
 
 def test_tensorboard_on_resume_has_no_duplicate_steps(tmp_path):
+    """Resumed from a checkpoint, the curves hold each generation once."""
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -29,6 +29,7 @@ RAY = str(Path(sys.executable).parent / "ray")
 
 
 def sh(*args):
+    """Run a command, capturing its output; never raises on failure."""
     return subprocess.run(args, capture_output=True, text=True)
 
 
@@ -51,17 +52,20 @@ def make_namespaces(tag):
 
 
 def remove_namespaces(tag):
+    """Delete the two namespaces of `tag` (and with them the veth pair); missing ones are fine."""
     for ns in (f"sra{tag}", f"srb{tag}"):
         sh("ip", "netns", "delete", ns)  # deleting a namespace removes its end of the veth pair
 
 
 def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def wait_for(path, text, process, seconds=120):
+    """Wait until `path` contains `text`, failing when `process` ends or `seconds` pass."""
     deadline = time.monotonic() + seconds
     while text not in (path.read_text() if path.exists() else ""):
         assert process.poll() is None and time.monotonic() < deadline, path.read_text()[-3000:]
