@@ -135,6 +135,6 @@ def test_export_command_writes_integer_runs_and_refuses_other_networks(tmp_path,
     run, _ = train(tmp_path, 4, 1)
     result = CliRunner().invoke(main, ["export", str(run)])
     assert result.exit_code == 0 and (run / "network.nir").exists()
-    monkeypatch.setattr("spikeroll.api.load_trained", lambda run_dir: (None, torch.nn.Linear(2, 2)))
+    monkeypatch.setattr("spikeroll.api.load_trained", lambda run_dir, model=None: (None, torch.nn.Linear(2, 2)))
     with pytest.raises(SpikerollError, match="holds a Linear; spikeroll export writes"):
         export_run(run)
