@@ -161,6 +161,22 @@ def test_a_config_file_that_is_not_text_or_not_a_file(tmp_path):
     refused(["train", "--config", tmp_path / "nope.toml", "--out", tmp_path / "run"], "config path missing")
 
 
+@pytest.mark.parametrize("values", [{"hidden": 10**5000}, {"population": 10**5000}, {"sigma": -(10**5000)},
+                                    {"hidden": [10**5000]}, {"time_bins": 2**64}, {"seed": -(2**64)},
+                                    {"hidden": [[[[[]]]]]}, {"hidden": 5.5}, {10**5000: 1}],
+                         ids=lambda v: _show_key(v))
+def test_huge_numbers_through_the_python_api_are_one_line_errors(values):
+    CRAFTED_INPUTS.append(f"from_dict {_show_key(values)}")
+    with pytest.raises(SpikerollError) as info:
+        TrainConfig.from_dict(values).validate()
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def _show_key(values: dict) -> str:
+    (key, value), = values.items()
+    return f"{key if isinstance(key, str) else 'key-' + type(key).__name__}={type(value).__name__}"
+
+
 def test_population_of_the_wrong_type_suggests_no_float():
     with pytest.raises(SpikerollError) as info:
         TrainConfig.from_dict({"population": 8.5}).validate()

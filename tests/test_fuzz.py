@@ -31,6 +31,8 @@ FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-2**80, max_value=2**80)
+           | st.sampled_from([2**64, 2**63, -(2**63) - 1])  # at the 64-bit edges
+           | st.integers(0, 3).map(lambda k: (-1) ** k * 10 ** (4400 + k))  # past Python's int-to-text limit
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
            | st.sampled_from(["auto", "cpu", "cuda:0", "digits", "nmnist", "eggroll", "openes", "egg", "bptt",
                               "loihi", "lif", "zero", "spikes", "adam", "128,64", "nan", "1e999", ""]))

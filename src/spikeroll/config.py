@@ -147,15 +147,17 @@ class TrainConfig:
             raise SpikerollError(f"{source or 'config'}: a config is a table of settings (keys as in config.json), "
                                  f"not {type(values).__name__}; see `spikeroll train --help`")
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(key if isinstance(key, str) and key.isidentifier() else _short(repr(key), 40)
+        unknown = sorted(key if isinstance(key, str) and key.isidentifier() else _show(key, 40)
                          for key in set(values) - names)
         if unknown:
             raise SpikerollError(f"{source or 'config'}: unknown setting(s) {', '.join(unknown)}; "
                                  "see `spikeroll train --help`")
         values = dict(values)
         hidden = values.get("hidden")
-        if isinstance(hidden, (int, str)) and not isinstance(hidden, bool):
-            values["hidden"] = parse_widths(str(hidden))
+        if isinstance(hidden, str):
+            values["hidden"] = parse_widths(hidden)
+        elif _is_int(hidden):  # one width
+            values["hidden"] = [hidden]
         check_types(values, source)
         return cls(**values)
 
@@ -194,6 +196,15 @@ def _first_line(exc: BaseException) -> str:
     return _short(text.splitlines()[0] if text else type(exc).__name__, 200)
 
 
+def _show(value, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters, for an error message."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int past Python's 4,300-digit limit, a too deeply nested list
+        text = f"<{type(value).__name__} too large to print>"
+    return _short(text, limit)
+
+
 def _short(text: str, limit: int = 60) -> str:
     """`text` cut to `limit` characters: a value quoted in an error message stays on one short line."""
     text = text.replace("\n", "\\n").replace("\r", "\\r")
@@ -215,7 +226,7 @@ def _field_kinds() -> dict[str, tuple[str, bool]]:
 
 
 FIELD_KINDS = _field_kinds()
-EXPECTED = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
+EXPECTED = {"int": "a whole number (64 bits at most)", "float": "a number", "str": "a string", "bool": "true or false",
             "widths": "a list of positive whole numbers, e.g. [128] or [256, 128]"}
 DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
             for f in dataclasses.fields(TrainConfig)}
@@ -225,16 +236,19 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # bool is a subclass of int
 
 
+INT_LIMIT = 2**64  # no integer setting needs more bits (the seed uses all 64)
+
+
 def _has_kind(value, kind: str) -> bool:
     if kind == "int":
-        return _is_int(value)
+        return _is_int(value) and abs(value) < INT_LIMIT
     if kind == "float":  # a whole number is fine where a float is expected
         return isinstance(value, numbers.Real) and not isinstance(value, bool)
     if kind == "str":
         return isinstance(value, str)
     if kind == "bool":
         return isinstance(value, bool)
-    return isinstance(value, (list, tuple)) and all(_is_int(width) for width in value)
+    return isinstance(value, (list, tuple)) and all(_is_int(width) and abs(width) < INT_LIMIT for width in value)
 
 
 def _finite(value) -> bool:
@@ -258,17 +272,17 @@ def check_types(values: dict, source: str | None = None) -> None:
         hint = f"; e.g. {flag} {example}" if example is not None and kind not in ("bool", "widths") else ""
         if not _has_kind(value, kind):
             expected = EXPECTED[kind] + (" (or left out)" if optional else "")
-            raise SpikerollError(f"{prefix}{name} must be {expected}, got {_short(repr(value))} "
+            raise SpikerollError(f"{prefix}{name} must be {expected}, got {_show(value)} "
                                  f"({type(value).__name__}){hint}")
         if kind == "float" and not _finite(value):
-            raise SpikerollError(f"{prefix}{name}={_short(repr(value))} must be a finite number{hint}")
+            raise SpikerollError(f"{prefix}{name}={_show(value)} must be a finite number{hint}")
 
 
 def range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """Ranges of the settings that the checks in `validate` above leave open."""
     device_ok = DEVICE_PATTERN.fullmatch(cfg.device) is not None
     return [
-        (cfg.dataset in DATASETS, f"unknown dataset {_short(repr(cfg.dataset))}; choose one of {', '.join(DATASETS)}"),
+        (cfg.dataset in DATASETS, f"unknown dataset {_show(cfg.dataset)}; choose one of {', '.join(DATASETS)}"),
         (cfg.time_bins <= MAX_TIME_BINS, f"time_bins={cfg.time_bins} is more than one bin per microsecond of a "
          f"recording (at most {MAX_TIME_BINS}); try --time-bins 10"),
         (cfg.pool <= SENSOR_PIXELS, f"pool={cfg.pool} is larger than the {SENSOR_PIXELS}-pixel frames; "
@@ -281,7 +295,7 @@ def range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
          f"chunk_pairs={cfg.chunk_pairs} must be >= 1 (or left out: sized to a memory budget); try --chunk-pairs 64"),
         (SEED_RANGE[0] <= cfg.seed < SEED_RANGE[1], f"seed={_short(str(cfg.seed))} is out of range; "
          "it must fit 64 bits, e.g. --seed 0"),
-        (device_ok, f"unknown device {_short(repr(cfg.device))}; choose auto, cpu, cuda or cuda:N (e.g. cuda:0)"),
+        (device_ok, f"unknown device {_show(cfg.device)}; choose auto, cpu, cuda or cuda:N (e.g. cuda:0)"),
     ]
 
 
@@ -340,7 +354,7 @@ ARCHITECTURE_KEYS = ("dataset", "time_bins", "pool", "model", "hidden", "beta", 
 def check_population(population: int) -> None:
     """The one population check: an even number >= 2, since members come in antithetic pairs."""
     if not _is_int(population):
-        raise SpikerollError(f"population={_short(repr(population))} must be a whole, even number >= 2; "
+        raise SpikerollError(f"population={_show(population)} must be a whole, even number >= 2; "
                              "e.g. --population 512")
     if population < 2 or population % 2:
         raise SpikerollError(f"population={population} must be an even number >= 2 (members come in antithetic "
@@ -352,7 +366,7 @@ def check_rank(rank: int, matrix_shapes=None, option: str = "--rank") -> None:
     rank >= 1 where the shapes are not known yet (matrix_shapes None: a config, a list of ranks).
     `option` is the flag the error's fix names."""
     if not _is_int(rank):
-        raise SpikerollError(f"rank={_short(repr(rank))} must be a whole number >= 1; try {option} 1")
+        raise SpikerollError(f"rank={_show(rank)} must be a whole number >= 1; try {option} 1")
     smallest = None
     if matrix_shapes is not None:
         smallest = min((min(shape) for shape in matrix_shapes), default=None)
