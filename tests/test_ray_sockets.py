@@ -9,6 +9,7 @@ the driver this test started and every process below it, and are ended by those 
 
 import ipaddress
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -152,22 +153,25 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_joining_without_token_auth_warns(tmp_path):
-    """A head started with RAY_AUTH_MODE=disabled (on loopback, its Ray folder its own); the driver
-    joins it with --ray-address, finishes, and says once on stderr that the cluster has no token."""
+@pytest.mark.parametrize("mode", ["disabled", "token"])
+def test_joining_warns_when_token_auth_is_off(tmp_path, mode):
+    """A head started with RAY_AUTH_MODE=`mode` (on loopback, its Ray folder its own; with a fresh
+    token when "token"); the driver, with the same settings, joins it with --ray-address and
+    finishes. Without a token it says so once on stderr; with one it says nothing."""
     port = free_port()
     # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 keeps 127.0.0.1 as it is (see start_local_ray): the head's node
     # address in `ray start`, and the address the driver dials in ray.init (else both become eth0's)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    env = {**os.environ, "RAY_AUTH_MODE": mode, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("RAY_AUTH_TOKEN", None)
+    if mode == "token":
+        env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     temp_dir = tempfile.mkdtemp(prefix="srray", dir="/tmp")  # short: Unix socket paths must fit 107 bytes
     head_log = tmp_path / "head.log"
     head = subprocess.Popen([RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
                              "--num-cpus", "1", "--include-dashboard=false", "--disable-usage-stats",
                              "--temp-dir", temp_dir, "--block"],
-                            env=env, stdout=head_log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            env=env, stdout=head_log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while "Ray runtime started" not in head_log.read_text():
@@ -181,6 +185,7 @@ def test_joining_without_token_auth_warns(tmp_path):
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-3000:]
     warnings = [line for line in result.stderr.splitlines() if "without token authentication" in line]
-    assert warnings == [f"spikeroll: joined the Ray cluster at 127.0.0.1:{port} without token authentication "
-                        "(RAY_AUTH_MODE is not 'token'): anyone who can reach its ports can run code on it; "
-                        "see docs/distributed.md"], result.stderr[-3000:]
+    expected = [f"spikeroll: joined the Ray cluster at 127.0.0.1:{port} without token authentication "
+                "(RAY_AUTH_MODE is not 'token'): anyone who can reach its ports can run code on it; "
+                "see docs/distributed.md"]
+    assert warnings == (expected if mode == "disabled" else []), result.stderr[-3000:]
