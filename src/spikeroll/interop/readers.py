@@ -134,7 +134,9 @@ def to_snntorch(graph, dt: float | None = None) -> SnnTorchNetwork:
         nir.LIF: lambda node: _leaky(node, dt, snn),
         nir.LI: lambda node: LeakyIntegrator(node, dt),
     }
-    last = next(graph.nodes[a] for a, b in graph.edges if isinstance(graph.nodes[b], nir.Output))
+    last = next((graph.nodes.get(a) for a, b in graph.edges if isinstance(graph.nodes.get(b), nir.Output)), None)
+    if last is None:
+        raise SpikerollError("the graph has no edge into an Output node; snnTorch needs a graph that ends in one")
     readout = "spikes" if isinstance(last, nir.LIF) else "membrane"
     try:
         step = nirtorch.nir_to_torch(graph, node_map)
