@@ -315,10 +315,15 @@ def meta_number(meta: dict, key: str, default: float | None = None, positive: bo
     value = meta.get(key, default)
     if value is None:
         return None
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) \
-            or (positive and value <= 0):
+    try:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
+            and not (positive and value <= 0)
+    except OverflowError:  # an int beyond float's range
+        ok = False
+    if not ok:
         kind = "a finite positive number" if positive else "a finite number"
-        raise SpikerollError(f"the graph's metadata {key}={str(value)[:60]!r} is not {kind}; "
+        shown = repr(value)[:60] if not isinstance(value, int) or value.bit_length() < 64 else "<a huge int>"
+        raise SpikerollError(f"the graph's metadata {key}={shown} is not {kind}; "
                              "the file is damaged or was not written by spikeroll")
     return float(value)
 
