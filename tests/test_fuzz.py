@@ -167,3 +167,36 @@ def test_json_round_trip_of_a_valid_config_keeps_every_value():
     cfg = TrainConfig(hidden=[16, 8], population=64, sigma=0.1, chunk_pairs=4, device="cpu").validate()
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).validate()
     assert again == cfg
+
+
+field_values = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-2**70, 2**70) | st.text(max_size=5)
+                | st.none() | st.booleans()
+                | st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 40), max_size=4)
+                | st.lists(st.lists(st.floats(-10, 10), min_size=2, max_size=2), max_size=3)
+                | st.dictionaries(st.sampled_from(["input", "output", "x"]), st.lists(st.integers(-2, 40), max_size=3),
+                                  max_size=2))
+META_KEYS = ["dt", "beta", "threshold", "reset", "producer", "time_bins", "dataset", "val_ids", "readout", "pool"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["input", "affine0", "lif0", "affine1", "li1", "output"]),
+                          st.sampled_from(["weight", "bias", "tau", "r", "v_leak", "v_threshold", "v_reset",
+                                           "input_type", "metadata"]), field_values), max_size=3),
+       st.dictionaries(st.sampled_from(META_KEYS), field_values, max_size=3))
+def test_nir_import_of_any_field_values(changes, metadata):
+    """A graph whose node fields and metadata hold anything imports, or is one SpikerollError."""
+    pytest.importorskip("nir")
+    from spikeroll.interop.nir import export_graph, import_graph, network_config
+    from spikeroll.nets.model import SpikingNet
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = export_graph(SpikingNet([8, 4, 3], reset="zero", seed=0), (8,),
+                             metadata={"dataset": "digits", "time_bins": 4})
+    for node, field_name, value in changes:
+        if field_name in vars(graph.nodes[node]):  # only fields the node type has
+            vars(graph.nodes[node])[field_name] = np.asarray(value) if isinstance(value, list) else value
+    graph.metadata.update(metadata)
+    imported = only_spikeroll_errors(lambda: import_graph(graph))
+    if imported is not None:
+        only_spikeroll_errors(lambda: network_config(TrainConfig(), imported))

@@ -312,9 +312,9 @@ def check_finite(graph, prefix: str = "") -> None:
 
 def meta_number(meta: dict, key: str, default: float | None = None, positive: bool = False) -> float | None:
     """A number from a graph's metadata: a one-line error when it is not a finite (positive) number."""
-    value = meta.get(key, default)
-    if value is None:
-        return None
+    if key not in meta:
+        return default
+    value = meta[key]
     try:
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
             and not (positive and value <= 0)
