@@ -26,7 +26,14 @@ from spikeroll.control.envs import (  # noqa: E402
     validation_seeds,
 )
 from spikeroll.control.policy import ObsStats, SpikingPolicy, member_weights  # noqa: E402
-from spikeroll.control.trainer import ControlTrainer, evaluate_control, load_policy, play, train_control  # noqa: E402
+from spikeroll.control.trainer import (  # noqa: E402
+    ControlTrainer,
+    evaluate_control,
+    folded_network,
+    load_policy,
+    play,
+    train_control,
+)
 from spikeroll.errors import SpikerollError  # noqa: E402
 from spikeroll.es.strategies import EvolutionStrategy  # noqa: E402
 from spikeroll.nets.model import SpikingNet  # noqa: E402
@@ -181,6 +188,11 @@ def metric_lines(path: Path) -> list[dict]:
     return lines
 
 
+def policy_outputs(run_dir, x):
+    _, policy, _ = load_policy(run_dir)
+    return policy.outputs(x[None])[0]
+
+
 def test_short_cartpole_run_writes_its_run_directory_and_resume_is_bit_identical(tmp_path):
     cfg = small_cartpole()
     report = train_control(cfg, tmp_path / "full", progress=False)
@@ -218,6 +230,13 @@ def test_short_cartpole_run_writes_its_run_directory_and_resume_is_bit_identical
     assert all(torch.equal(x, y) for x, y in zip(a["params"], b["params"]))
     assert all(torch.equal(a["obs_stats"][k], b["obs_stats"][k]) for k in a["obs_stats"])
     assert a["env_steps"] == b["env_steps"] and a["generation"] == b["generation"] == 4
+
+    cfg_folded, folded = folded_network(tmp_path / "full")  # normalisation folded into the first layer
+    _, _, stats = load_policy(tmp_path / "full")
+    obs = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32) * 0.3
+    frames = torch.from_numpy(obs)[:, None, :].expand(16, cfg.time_bins, 4).contiguous()
+    torch.testing.assert_close(folded.logits(frames), policy_outputs(tmp_path / "full", stats.normalise(obs)),
+                               atol=1e-4, rtol=1e-4)
 
     result = evaluate_control(tmp_path / "full", episodes=5)
     assert result["mean_return"] == report["mean_return"] and result["episodes"] == 5

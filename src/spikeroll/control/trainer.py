@@ -39,6 +39,7 @@ from spikeroll.errors import SpikerollError
 from spikeroll.es.estimators import ESEstimator
 from spikeroll.es.schedules import schedule_factor
 from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.nets.model import SpikingNet
 from spikeroll.training.factories import make_optimizer
 from spikeroll.training.rundir import CHECKPOINT, CONFIG, METRICS, REPORT, save_checkpoint
 
@@ -263,6 +264,23 @@ def load_policy(run_dir: str | Path) -> tuple[ControlConfig, SpikingPolicy, ObsS
     stats = ObsStats(policy.net.sizes[0], cfg.obs_norm, cfg.obs_clip)
     stats.load_state_dict(state["obs_stats"])
     return cfg, policy, stats
+
+
+def folded_network(run_dir: str | Path) -> tuple[ControlConfig, SpikingNet]:
+    """A run's mean policy as a plain SpikingNet that takes raw observations: the normalisation
+    (obs − mean)/std is folded into the first layer (W/std, b − W·mean/std), so the network can be
+    exported like a classification run's (e.g. `interop.nir.export_graph(net, frame_shape=(obs_dim,))`,
+    fed the observation in each of cfg.time_bins bins). The clip to ±obs_clip is not representable
+    and is dropped: the two agree wherever every normalised observation lies within ±obs_clip."""
+    cfg, policy, stats = load_policy(run_dir)
+    net = policy.net
+    weight, bias = net.params["layer0.weight"], net.params["layer0.bias"]
+    if cfg.obs_norm:
+        mean, std = stats.mean_std()
+        folded = weight / std
+        net.params["layer0.bias"] = bias - folded @ mean
+        net.params["layer0.weight"] = folded
+    return cfg, net
 
 
 # the functions the CLI and the API call --------------------------------------------------------
