@@ -260,6 +260,14 @@ def test_what_cannot_fit_in_memory_is_refused_with_its_size(tmp_path, option):
     assert "bytes" in line and any(flag in line for flag in ("--population", "--hidden", "--time-bins"))
 
 
+def test_a_module_population_that_cannot_fit_is_refused(tmp_path):
+    pytest.importorskip("snntorch")
+    example = Path(__file__).resolve().parents[1] / "examples" / "snntorch_csnn.py"
+    line = refused(["train", "--model", f"{example}:make_csnn", "--population", "1000000000", "--generations", "1",
+                    "--quiet", "--out", tmp_path / "run"], "memory --model population 1000000000")
+    assert "bytes" in line and "--population" in line
+
+
 # --model files that raise ---------------------------------------------------------------------------------
 
 MODEL_FILES = {
