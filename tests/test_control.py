@@ -121,6 +121,8 @@ def test_actions_discrete_argmax_and_box_scaled_to_bounds():
     net = SpikingNet([3, 4, 2], seed=0)
     discrete = SpikingPolicy(net, 4)
     assert discrete.actions(torch.tensor([[0.1, 0.3], [2.0, -1.0]])).tolist() == [1, 0]
+    shifted = SpikingPolicy(net, 4, start=-1)  # Discrete(2, start=-1): actions -1 and 0
+    assert shifted.actions(torch.tensor([[0.1, 0.3], [2.0, -1.0]])).tolist() == [0, -1]
     box = SpikingPolicy(net, 4, low=np.array([-2.0, 0.0]), high=np.array([2.0, 1.0]))
     acts = box.actions(torch.tensor([[0.0, 0.0], [50.0, -50.0]]))
     np.testing.assert_allclose(acts, [[0.0, 0.5], [2.0, 0.0]], atol=1e-6)

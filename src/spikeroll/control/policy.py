@@ -91,12 +91,12 @@ class ObsStats:
 class SpikingPolicy:
     """A SpikingNet driven by observations, with the action mapping of a Discrete or Box action space.
 
-    `low`/`high` are the Box bounds (None for Discrete).
+    `low`/`high` are the Box bounds (None for Discrete); `start` is a Discrete space's first action.
     """
 
     def __init__(self, net: SpikingNet, time_bins: int, low: np.ndarray | None = None,
-                 high: np.ndarray | None = None):
-        self.net, self.time_bins = net, time_bins
+                 high: np.ndarray | None = None, start: int = 0):
+        self.net, self.time_bins, self.start = net, time_bins, int(start)
         self.use_kernel = True  # False: PyTorch's `lif` (the reference the numba loop is tested against)
         self._readout: torch.Tensor | None = None
         self.discrete = low is None
@@ -149,7 +149,7 @@ class SpikingPolicy:
     def actions(self, outputs: torch.Tensor) -> np.ndarray:
         """Readouts (..., n_out) -> actions: argmax (int64) for Discrete, tanh scaled to [low, high] for Box."""
         if self.discrete:
-            return outputs.argmax(-1).numpy().astype(np.int64)
+            return outputs.argmax(-1).numpy().astype(np.int64) + self.start
         scaled = self.low + (torch.tanh(outputs) + 1.0) * 0.5 * (self.high - self.low)
         return scaled.numpy().astype(np.float32)
 
@@ -160,7 +160,9 @@ def make_policy(cfg, observation_space, action_space) -> SpikingPolicy:
     net = SpikingNet([n_obs, *cfg.hidden, n_out], beta=cfg.beta, threshold=cfg.threshold, reset=cfg.reset,
                      readout="membrane", init_gain=cfg.init_gain, seed=cfg.seed)
     box = not hasattr(action_space, "n")
-    return SpikingPolicy(net, cfg.time_bins, action_space.low if box else None, action_space.high if box else None)
+    if box:
+        return SpikingPolicy(net, cfg.time_bins, action_space.low, action_space.high)
+    return SpikingPolicy(net, cfg.time_bins, start=int(action_space.start))
 
 
 def member_factors(noise: list[LayerNoise]) -> list[tuple]:
