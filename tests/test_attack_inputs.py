@@ -238,7 +238,7 @@ OPTION_CASES = [
     ["--population", "7"], ["--population", "abc"], ["--population", "8.5"], ["--hidden", "a"], ["--hidden", "0"],
     ["--hidden", ","], ["--time-bins", "0"], ["--time-bins", "1000000000"], ["--pool", "0"], ["--pool", "99"],
     ["--generations", "0"], ["--batch-size", "-1"], ["--seed", str(2**70)], ["--rank", "0"], ["--rank", "100000"],
-    ["--workers", "-1"], ["--weight-bits", "3", "--neuron", "loihi"], ["--dataset", "bogus"],
+    ["--workers", "-1"], ["--workers", "1000000"], ["--weight-bits", "3", "--neuron", "loihi"], ["--dataset", "bogus"],
 ]
 
 

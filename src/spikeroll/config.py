@@ -322,6 +322,8 @@ def distributed_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """Settings of Ray workers (--workers, --threads-per-worker, --gpus-per-worker, --worker-timeout)."""
     return [
         (cfg.workers >= 0, f"workers={cfg.workers} must be >= 0 (0 = this process only); try --workers 2"),
+        (cfg.workers <= max(1, cfg.population // 2), f"workers={cfg.workers} is more than the population's "
+         f"{cfg.population // 2} antithetic pairs (a worker evaluates at least one pair); try --workers 2"),
         (cfg.threads_per_worker is None or cfg.threads_per_worker >= 1,
          f"threads_per_worker={cfg.threads_per_worker} must be >= 1; try --threads-per-worker 1"),
         (cfg.gpus_per_worker >= 0, f"gpus_per_worker={cfg.gpus_per_worker} must be >= 0"),
