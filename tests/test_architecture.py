@@ -21,7 +21,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "spikeroll"
 LEVELS = [
     ["cli"],
     ["api"],
-    ["tools", "interop"],
+    ["tools", "interop", "control"],
     ["training"],
     ["modules"],
     ["es"],
