@@ -176,7 +176,7 @@ class IntegerNet(ParameterHolder):
         P = 0 if noise is None else noise[0].pairs
         M = 1 if noise is None else 2 * P
         base_np = self._first_base(x, layers) if first is None else first
-        layer_noise = None  # (xb, afx, per_member, shift) of the layer's input, see loihi.loihi_layer
+        layer_noise = None  # (xb, per_member, afx, shift) of the layer's input, see loihi.loihi_layer
         if noise is not None:
             b8, afx_t = self._layer_noise(noise[0], layers[0], 1.0 / self.pool**2)
             r = b8.shape[2]
@@ -184,7 +184,7 @@ class IntegerNet(ParameterHolder):
             flat = loihi.sparse_matmul(x.reshape(T * B, n).numpy(),
                                        b8.to(torch.int32).permute(1, 0, 2).reshape(n, P * r).numpy())
             xb[:, :T] = flat.reshape(T, B, P, r).transpose(2, 0, 3, 1)
-            layer_noise = (xb, afx_t.numpy(), False, NOISE_FIXED + AFX_FIXED)
+            layer_noise = (xb, False, afx_t.numpy(), NOISE_FIXED + AFX_FIXED)
         for i, layer in enumerate(layers):
             last = i == L - 1
             H = layer["q"].shape[0]
@@ -200,8 +200,8 @@ class IntegerNet(ParameterHolder):
                     b8n, afx_t = self._layer_noise(noise[i + 1], nxt, 1.0)
                     b_next = b8n.numpy()
                     xb_next = np.zeros((M, S, b8n.shape[2], B), np.int64)
-                    next_noise = (xb_next, afx_t.numpy(), True, NOISE_FIXED + AFX_FIXED)
-                project = (qt_next, raw_next, b_next, xb_next)
+                    next_noise = (xb_next, True, afx_t.numpy(), NOISE_FIXED + AFX_FIXED)
+                project = (qt_next, b_next, raw_next, xb_next)
             out_sum = np.zeros((M, H, B), np.int64)
             rec = [np.zeros((M, S, H, B), np.int64) for _ in range(3)] if record is not None else None
             loihi.loihi_layer(base_np, bias, layer, spiking, out_sum, layer_noise, project, rec)

@@ -66,23 +66,24 @@ def loihi_layer(base, bias, layer: dict, spiking: bool, out_sum, noise=None, pro
     layer     the layer's integers (`IntegerNet.layers()`): weight_exp, du, dv, vth
     spiking   False: a non-spiking readout, out_sum (M, H, B) int64 += v every step; True: spikes,
               which out_sum counts unless `project` is given
-    noise     None (no weight noise), or (xb, afx, per_member, shift): xb (P or M, S, r, B) int64 is
+    noise     None (no weight noise), or (xb, per_member, afx, shift): xb (P or M, S, r, B) int64 is
               s·B8 of the member's pair (per_member False: the first layer) or of the member (True),
               afx (P, H, r) int64 the pair's fixed-point A (σ folded in); member m = 2k + j adds
               (−1)^j · ((xb·afxᵀ) >> shift) to its accumulation
-    project   None, or (qt_next, raw_next, b_next, xb_next): with qt_next (H, O) int64 the next
+    project   None, or (qt_next, b_next, raw_next, xb_next): with qt_next (H, O) int64 the next
               layer's W·s goes to raw_next (M, S, O, B) int32 and, when b_next (P, H, r') int64 is
               not None, s·B8 to xb_next (M, S, r', B) int64
     record    None, or (u, v, spikes), each (M, S, H, B) int64: every step's u, v (after reset)
               and spikes
     """
-    xb, afx, per_member, shift = (EMPTY_I64_4, EMPTY_I64_3, False, 0) if noise is None else noise
-    qt_next, raw_next, b_next, xb_next = (EMPTY_I64_2, EMPTY_I64_4, None, None) if project is None else project
     neuron = (layer["weight_exp"], layer["du"], layer["dv"], layer["vth"])
-    _loihi_layer(base, bias, neuron, spiking, (xb, per_member, afx, shift),
-                 (qt_next, EMPTY_I64_3 if b_next is None else b_next, raw_next,
-                  EMPTY_I64_4 if xb_next is None else xb_next),
-                 out_sum, (EMPTY_I64_4,) * 3 if record is None else tuple(record))
+    if noise is None:
+        noise = (EMPTY_I64_4, False, EMPTY_I64_3, 0)
+    qt_next, b_next, raw_next, xb_next = (EMPTY_I64_2, None, EMPTY_I64_4, None) if project is None else project
+    project = (qt_next, EMPTY_I64_3 if b_next is None else b_next, raw_next,
+               EMPTY_I64_4 if xb_next is None else xb_next)
+    _loihi_layer(base, bias, neuron, spiking, noise, project, out_sum,
+                 (EMPTY_I64_4,) * 3 if record is None else tuple(record))
 
 
 if njit is not None:
@@ -205,7 +206,8 @@ if njit is not None:
         """`loihi_layer` compiled; absent arrays are empty (size 0) rather than None.
 
         neuron = (weight_exp, du, dv, vth), noise = (xb, per_member, afx, shift),
-        nxt_out = (qt_next, b_next, raw_next, xb_next), rec = (u, v, spikes).
+        nxt_out = (qt_next, b_next, raw_next, xb_next), rec = (u, v, spikes): as `loihi_layer` takes
+        them, with empty arrays for None.
         One job is one pair's two members on a block of up to BLOCK = 256 samples: a shared input's
         correction is formed once for both members, and every inner loop runs over the block's
         contiguous samples, so the compiler vectorises it. u and v are stored as int32 (24-bit
