@@ -52,7 +52,7 @@ def __getattr__(name: str):
     """Import a public name's module on first use (PEP 562)."""
     if name not in _PUBLIC:
         raise AttributeError(f"module 'spikeroll' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)  # the name from its defining module
     globals()[name] = value  # later lookups skip this function
     return value
 
