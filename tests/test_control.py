@@ -314,6 +314,13 @@ def test_bad_input_is_a_one_line_error(make, fragment):
     assert fragment in one_line(exc)
 
 
+def test_missing_gymnasium_is_a_one_line_error(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "gymnasium", None)  # `import gymnasium` now fails
+    with pytest.raises(SpikerollError) as exc:
+        make_env("CartPole-v1")
+    assert "pip install 'spikeroll[control]'" in one_line(exc)
+
+
 @pytest.mark.parametrize("values, fragment", [
     (dict(population=7), "population=7"),
     (dict(strategy="bptt"), "unknown strategy"),
