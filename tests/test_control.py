@@ -30,6 +30,7 @@ from spikeroll.control.trainer import (  # noqa: E402
     ControlTrainer,
     evaluate_control,
     folded_network,
+    is_control_run,
     load_policy,
     play,
     train_control,
@@ -242,6 +243,7 @@ def test_short_cartpole_run_writes_its_run_directory_and_resume_is_bit_identical
 
     result = evaluate_control(tmp_path / "full", episodes=5)
     assert result["mean_return"] == report["mean_return"] and result["episodes"] == 5
+    assert is_control_run(tmp_path / "full") and not is_control_run(tmp_path / "nowhere")
     cfg_back, policy, _ = load_policy(tmp_path / "full")
     assert cfg_back == cfg and policy.net.sizes == [4, 8, 2]
     with pytest.raises(SpikerollError, match="incompatible config"):

@@ -284,6 +284,16 @@ def folded_network(run_dir: str | Path) -> tuple[ControlConfig, SpikingNet]:
 
 
 # the functions the CLI and the API call --------------------------------------------------------
+def is_control_run(run_dir: str | Path) -> bool:
+    """Whether a run directory holds a control run (its config.json names an env), so that
+    `spikeroll eval`/`play` can tell it from a classification run without loading a checkpoint."""
+    try:
+        values = json.loads((Path(run_dir) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(values, dict) and "env" in values and "dataset" not in values
+
+
 def train_control(cfg: ControlConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False,
                   progress: bool = True, max_seconds: float | None = None,
                   fitness_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict:
