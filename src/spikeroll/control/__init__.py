@@ -12,6 +12,7 @@ One generation, file by file:
 4. Fitness is the mean return per member; shaping, the gradient and the torch.optim step are the
    ones classification runs use.
 
-The public functions are in `trainer`: train_control, evaluate_control, play, load_policy; the
-settings are `config.ControlConfig` (with per-env defaults, configs/control/*.toml).
+The public functions are in `trainer`: train_control, evaluate_control, play, load_policy,
+folded_network, is_control_run; the settings are `config.ControlConfig` (with per-env defaults,
+configs/control/*.toml).
 """
