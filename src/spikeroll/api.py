@@ -7,7 +7,7 @@ from pathlib import Path
 from spikeroll.config import TrainConfig
 from spikeroll.interop.nir import check_inputs, export_network, import_graph, network_config
 from spikeroll.nets.integer import export_loihi
-from spikeroll.training.evaluation import accuracy
+from spikeroll.training.evaluation import accuracy, accuracy_and_counts
 from spikeroll.training.factories import load_data
 from spikeroll.training.rundir import load_trained
 from spikeroll.training.trainer import Trainer
@@ -16,13 +16,15 @@ __all__ = ["evaluate_run", "export_loihi_run", "export_run", "load_data", "train
 
 
 def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest", *, resume: bool = False,
-              overwrite: bool = False, progress: bool = True, data=None, callbacks=()) -> dict:
+              overwrite: bool = False, progress: bool = True, data=None, callbacks=(), fitness=None) -> dict:
     """Train (or resume) a run and return its report (also written to out_dir/report.json).
 
     `callbacks` are `spikeroll.training.callbacks.Callback` instances called around every generation.
     A NIR graph as `cfg.init_from` (a .nir file) sets the network's settings and first parameters; a
     run directory trained with --model as `cfg.init_from` opens only when `cfg.model` names the model
-    (it is imported: see `spikeroll.training.rundir.load_trained`)."""
+    (it is imported: see `spikeroll.training.rundir.load_trained`). `fitness` is your own
+    fitness(logits, labels, counts) -> (N,) in place of cfg.objective (spikeroll.es.objectives,
+    docs/energy.md)."""
     cfg = cfg or TrainConfig()
     init_net = None
     if cfg.init_from and str(cfg.init_from).endswith(".nir") and not resume:
@@ -31,7 +33,8 @@ def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest
         init_net = imported.net
     cfg = cfg.validate()
     data = data if data is not None else load_data(cfg, progress)
-    trainer = Trainer(cfg, out_dir, data, resume=resume, overwrite=overwrite, callbacks=callbacks, init_net=init_net)
+    trainer = Trainer(cfg, out_dir, data, resume=resume, overwrite=overwrite, callbacks=callbacks, init_net=init_net,
+                      fitness=fitness)
     return trainer.run(progress=progress)
 
 
@@ -62,6 +65,9 @@ def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str 
         result["tta_shift"] = tta_shift
     for name, split in (("train", data.train), ("val", data.val), ("test", data.test)):
         result[f"{name}_accuracy"] = accuracy(net, split, tta_shift=tta_shift)
+    for name, split in (("val", data.val), ("test", data.test)):  # SynOps and rates (docs/energy.md)
+        counted = accuracy_and_counts(net, split, f"{name}_")
+        result.update({k: v for k, v in counted.items() if not k.endswith("accuracy")})
     return result
 
 

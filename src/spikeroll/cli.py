@@ -11,6 +11,7 @@ import click
 from spikeroll.config import (
     DATASETS,
     NEURONS,
+    OBJECTIVES,
     OPTIMIZERS,
     READOUTS,
     RESETS,
@@ -59,6 +60,10 @@ TRAIN_OPTIONS = [
     ("--sigma-final", "sigma_final", float, "Anneal σ to this value over the run (default: constant σ)."),
     ("--shaping", "shaping", click.Choice(SHAPINGS), "Fitness shaping."),
     ("--temperature", "temperature", float, "Softmax temperature of the cross-entropy fitness."),
+    ("--objective", "objective", click.Choice(OBJECTIVES), "Fitness of a member: ce (−cross-entropy), accuracy, synops (ce + λ·SynOps/all-firing SynOps) or budget (ce + λ·overshoot above --synops-budget, relative); docs/energy.md."),
+    ("--synops-weight", "synops_weight", float, "λ of --objective synops and budget."),
+    ("--synops-budget", "synops_budget", float, "SynOps per inference that --objective budget allows before its penalty."),
+    ("--fitness", "fitness", str, "Your own fitness instead of --objective: FILE.py:FN, FN(logits, labels, counts) -> (N,) (docs/energy.md). The file is imported: a resumed run needs it named again."),
     ("--optimizer", "optimizer", click.Choice(OPTIMIZERS), "Optimizer the ES gradient is handed to (adam = AdamW)."),
     ("--lr", "lr", float, "Learning rate (the default suits ES; for --strategy bptt use ~0.001-0.005)."),
     ("--lr-schedule", "lr_schedule", click.Choice(SCHEDULES), "Learning-rate schedule over the run."),
@@ -118,9 +123,16 @@ def _train_options(func):
 def build_config(config_file, resume_dir, overrides: dict) -> TrainConfig:
     """Defaults < config file < saved config of a resumed run < options typed on the command line.
 
-    A resumed run trained with --model continues only when the same --model is typed again:
-    resuming imports and runs that file, and a run directory may come from someone else."""
-    from spikeroll.training.rundir import CONFIG, check_config, model_refusal, same_model  # loads torch: see above
+    A resumed run trained with --model (or --fitness) continues only when the same --model (or
+    --fitness) is typed again: resuming imports and runs that file, and a run directory may come
+    from someone else."""
+    from spikeroll.training.rundir import (  # loads torch: see above
+        CONFIG,
+        check_config,
+        fitness_refusal,
+        model_refusal,
+        same_model,
+    )
 
     values = TrainConfig().to_dict()
     if config_file:
@@ -135,9 +147,12 @@ def build_config(config_file, resume_dir, overrides: dict) -> TrainConfig:
                                  "--overwrite") from None
         except OSError as exc:
             raise SpikerollError(f"{saved} cannot be read ({exc.strerror}); check its permissions") from None
-        saved_model = check_config(saved_values, str(saved)).model
+        saved_cfg = check_config(saved_values, str(saved))
+        saved_model = saved_cfg.model
         if saved_model and not same_model(saved_model, typed.get("model")):
             raise model_refusal(f"the run in {resume_dir}", saved_model, action="resuming it")
+        if saved_cfg.fitness and not same_model(saved_cfg.fitness, typed.get("fitness")):
+            raise fitness_refusal(f"the run in {resume_dir}", saved_cfg.fitness)
         values.update(saved_values)
     if "hidden" in typed:
         typed["hidden"] = parse_widths(typed["hidden"])

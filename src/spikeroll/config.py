@@ -23,6 +23,7 @@ SHAPINGS = ("centered_ranks", "zscore", "none")
 # bptt: surrogate-gradient baseline (spikeroll.es.bptt); egg: integer ±1 updates (spikeroll.es.egg)
 STRATEGIES = ("eggroll", "openes", "bptt", "egg")
 NEURONS = ("lif", "loihi")
+OBJECTIVES = ("ce", "accuracy", "synops", "budget")  # what a member's fitness is (spikeroll.es.objectives)
 WORKER_DATA = ("auto", "store")  # how Ray workers get the training frames (spikeroll.training.distributed)
 
 # Bounds taken from the data. A leaf module cannot import spikeroll.data, so these repeat its
@@ -68,6 +69,11 @@ class TrainConfig:
     sigma_final: float | None = None  # σ decays to this along the lr schedule's shape
     shaping: str = "centered_ranks"
     temperature: float = 1.0
+    # objective (spikeroll.es.objectives, docs/energy.md)
+    objective: str = "ce"  # ce, accuracy, synops (ce + λ·synops/reference) or budget (penalty above S)
+    synops_weight: float = 1.0  # λ of the synops and budget objectives
+    synops_budget: float | None = None  # S, SynOps per inference, of the budget objective
+    fitness: str | None = None  # FILE.py:FN, a user's fitness(logits, labels, counts) -> (N,) instead of objective
     # optimiser
     optimizer: str = "adam"
     lr: float = 0.02
@@ -125,6 +131,7 @@ class TrainConfig:
             *range_checks(self),
             *integer_checks(self),
             *distributed_checks(self),
+            *objective_checks(self),
         ]
         for ok, message in checks:
             if not ok:
@@ -333,6 +340,27 @@ def distributed_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (not (cfg.workers or cfg.ray_address) or cfg.strategy in ("eggroll", "openes"),
          f"--workers runs eggroll and openes (on the LIF network or a --model module); strategy {cfg.strategy!r} "
          "runs in one process: drop --workers/--ray-address"),
+    ]
+
+
+def objective_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Settings of the objective (--objective, --synops-weight, --synops-budget, --fitness)."""
+    default = cfg.objective == "ce" and not cfg.fitness
+    return [
+        (cfg.objective in OBJECTIVES,
+         f"unknown objective {_show(cfg.objective)}; choose one of {', '.join(OBJECTIVES)}"),
+        (_finite(cfg.synops_weight) and cfg.synops_weight >= 0,
+         f"synops_weight={cfg.synops_weight} must be a finite number >= 0; try --synops-weight 1"),
+        (cfg.synops_budget is None or (_finite(cfg.synops_budget) and cfg.synops_budget >= 0),
+         f"synops_budget={cfg.synops_budget} must be a finite number >= 0 (SynOps per inference)"),
+        (cfg.objective != "budget" or bool(cfg.synops_budget),
+         "--objective budget needs --synops-budget S > 0 (SynOps per inference of the mean network)"),
+        (default or not (cfg.workers or cfg.ray_address),
+         "Ray workers compute the cross-entropy only for now; drop --workers/--ray-address, or use --objective ce "
+         "without --fitness"),
+        (default or not cfg.model, "--model networks count no spikes yet: use --objective ce without --fitness"),
+        (default or cfg.strategy != "bptt", "--strategy bptt trains on the cross-entropy; --objective and --fitness "
+         "apply to eggroll, openes and egg"),
     ]
 
 

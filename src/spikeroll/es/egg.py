@@ -30,7 +30,7 @@ import statistics
 import torch
 
 from spikeroll.config import TrainConfig
-from spikeroll.es.estimators import ESEstimator, fitness_summary
+from spikeroll.es.estimators import ESEstimator, evaluator_metrics, fitness_summary
 from spikeroll.es.protocols import Evaluator
 from spikeroll.es.schedules import sigma_at
 from spikeroll.es.strategies import shape_fitness
@@ -98,7 +98,8 @@ class EGGEstimator(ESEstimator):
                        .to(bias.dtype))
             moved += int(step.abs().sum()) + int(bstep.abs().sum())
             weight.grad = bias.grad = None
-        return {**fitness_summary(fitness, acc, sigma), "moved": moved, "egg_z": zg}
+        return {**fitness_summary(fitness, acc, sigma), "moved": moved, "egg_z": zg,
+                **evaluator_metrics(self.evaluator)}
 
     @staticmethod
     def _step(z: torch.Tensor, threshold: int) -> torch.Tensor:

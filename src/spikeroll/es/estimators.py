@@ -27,6 +27,13 @@ def fitness_summary(fitness: torch.Tensor, accuracy: torch.Tensor, sigma: float 
             "train_batch_accuracy": float(accuracy.mean()), "sigma": sigma}
 
 
+def evaluator_metrics(evaluator) -> dict:
+    """The evaluator's extra metrics of the last generation (`Evaluator.metrics`; {} for an
+    evaluator written before that method existed)."""
+    metrics = getattr(evaluator, "metrics", None)
+    return dict(metrics()) if callable(metrics) else {}
+
+
 class BaseEstimator:
     """What every estimator shares: nothing to release unless it says so."""
 
@@ -50,7 +57,7 @@ class ESEstimator(BaseEstimator):
                                            self.evaluator.unit_pairs(len(labels)))
         for p, grad in zip(self.strategy.params.values(), grads):
             p.grad = -grad  # optimisers minimise; ES estimates the ascent direction
-        return fitness_summary(fitness, acc, sigma)
+        return {**fitness_summary(fitness, acc, sigma), **evaluator_metrics(self.evaluator)}
 
     def describe(self) -> dict:
         """strategy, rank and population, for report.json."""

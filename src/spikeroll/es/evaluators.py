@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from spikeroll.es.fitness import member_fitness
+from spikeroll.es.objectives import Objective
 from spikeroll.es.strategies import EvolutionStrategy
 from spikeroll.nets import kernels
 
@@ -55,19 +55,40 @@ def units(pairs: int, unit_pairs: int) -> list[range]:
 
 
 class BaseEvaluator:
-    """What every evaluator shares: nothing to release unless it says so (the Evaluator protocol)."""
+    """What every evaluator shares: nothing to release and no metrics unless it says so (the
+    Evaluator protocol)."""
 
     def close(self) -> None:
         """Release workers or other resources (none here)."""
 
+    def metrics(self) -> dict:
+        """The last generation's extra metrics (numeric, flat keys) for its record: none here."""
+        return {}
+
+
+def counts_spikes(net) -> bool:
+    """Whether `net`'s forwards take `counts=` (SpikingNet and IntegerNet; not a --model module)."""
+    return bool(getattr(net, "counts_spikes", False))
+
 
 class LocalEvaluator(BaseEvaluator):
-    """Evaluates the whole population in this process (the fused CPU kernel or the PyTorch path)."""
+    """Evaluates the whole population in this process (the fused CPU kernel or the PyTorch path).
+
+    Fitness is `objective`'s (spikeroll.es.objectives; the −cross-entropy at `temperature` when
+    None). When the objective needs them (synops, budget, a fitness function), or `count` is True,
+    the forward counts every member's spikes (spikeroll.nets.counts): the objective gets them, and
+    `metrics()` the population's means (synops, synops_hidden, rate_layer{i}) for the generation's
+    record. The default objective does not count (counting costs a few per cent of a generation,
+    see docs/energy.md); the mean network's counts are reported at every evaluation anyway.
+    """
 
     def __init__(self, net, strategy: EvolutionStrategy, temperature: float, time_bins: int,
-                 chunk_pairs: int | None = None):
+                 chunk_pairs: int | None = None, objective: Objective | None = None, count: bool = False):
         self.net, self.strategy, self.temperature = net, strategy, temperature
         self.time_bins, self.chunk_pairs = time_bins, chunk_pairs
+        self.objective = objective if objective is not None else Objective("ce", temperature)
+        self.count = counts_spikes(net) and (count or self.objective.needs_counts)
+        self._metrics: dict = {}
 
     def unit_pairs(self, batch: int) -> int:
         """Pairs per work unit: `chunk_pairs`, or the most that fit the activation budget."""
@@ -79,10 +100,19 @@ class LocalEvaluator(BaseEvaluator):
         """Fitness and minibatch accuracy of every member (N,), on the CPU. The first layer's shared
         x·Wᵀ is computed once for all units."""
         unit = self.unit_pairs(len(labels))
+        found = [] if self.count else None
+        extra = {} if found is None else {"counts": found}
         logits = self.net.population_logits(
-            frames, lambda pairs: self.strategy.ask(generation, pairs, sigma), self.strategy.pairs, unit)
-        fitness, acc = member_fitness(logits, labels, self.temperature)
+            frames, lambda pairs: self.strategy.ask(generation, pairs, sigma), self.strategy.pairs, unit, **extra)
+        counts = found[0] if found else None
+        fitness, acc = self.objective(logits, labels, counts)
+        self._metrics = counts.summary() if counts is not None else {}
         return fitness.cpu(), acc.cpu()
+
+    def metrics(self) -> dict:
+        """The last generation's population means: synops, synops_hidden (SynOps per inference)
+        and rate_layer{i} (spikes per neuron, bin and sample); empty when nothing was counted."""
+        return dict(self._metrics)
 
     @torch.no_grad()
     def shared_input(self, frames: torch.Tensor):
@@ -102,5 +132,5 @@ class LocalEvaluator(BaseEvaluator):
 
         extra = {} if shared is None else {"shared": shared}
         logits = self.net.population_logits(frames, noise, len(pairs), len(pairs), **extra)
-        fitness, acc = member_fitness(logits, labels, self.temperature)
+        fitness, acc = self.objective(logits, labels)  # Ray workers run the ce objective only (config checks)
         return fitness.cpu(), acc.cpu()

@@ -69,6 +69,10 @@ class Evaluator(Protocol):
     def close(self) -> None:
         """Release workers or other resources (a no-op for in-process evaluators)."""
 
+    def metrics(self) -> dict:
+        """The last generation's extra metrics for its record (flat numeric keys, e.g. synops,
+        synops_hidden, rate_layer0); {} when there are none (BaseEvaluator)."""
+
 
 @runtime_checkable
 class Estimator(Protocol):

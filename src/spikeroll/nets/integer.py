@@ -47,6 +47,7 @@ import torch
 from spikeroll.atomic import save_json
 from spikeroll.errors import SpikerollError
 from spikeroll.nets import loihi, quant
+from spikeroll.nets.counts import SpikeCounts
 from spikeroll.nets.model import READOUTS, FastSigmoidSpike, LayerNoise, ParameterHolder, init_parameters
 
 VTH = 1 << 14
@@ -89,6 +90,7 @@ class IntegerNet(ParameterHolder):
             raise SpikerollError(f"unknown readout {readout!r}; choose one of {', '.join(READOUTS)}")
         self.sizes, self.bits, self.beta, self.readout = [int(s) for s in sizes], int(weight_bits), beta, readout
         self.pool, self.ptq = int(pool), ptq
+        self.counts_spikes = True  # its forwards take counts= (the chip's messages, spikeroll.nets.counts)
         self.dv = quant.decay_from_beta(beta)
         self.params = init_parameters(self.sizes, init_gain, seed)  # as SpikingNet: same draws for the same seed
         # The integer-native (EGG) estimator moves integers by ±1 at a fixed step: with frozen_step,
@@ -165,10 +167,11 @@ class IntegerNet(ParameterHolder):
         return (mant << layer["bias_exp"]).to(torch.int32).contiguous()
 
     def _forward_int(self, x: torch.Tensor, noise: list[LayerNoise] | None, record: list | None = None,
-                     layers: list[dict] | None = None, first: np.ndarray | None = None):
+                     layers: list[dict] | None = None, first: np.ndarray | None = None, spikes: list | None = None):
         """x (T, B, n) int32 -> (M, B, classes) int64 (summed readout voltage, or spike counts).
         `layers` and `first` (the shared first-layer accumulation, `_first_base`) may be passed in
-        when many pair chunks share them."""
+        when many pair chunks share them; `spikes` (a list) gets each hidden layer's spike count
+        per member (M,) float64, counted in the kernel."""
         layers = layers or self.layers()
         T, B, n = x.shape
         L = len(layers)
@@ -204,7 +207,10 @@ class IntegerNet(ParameterHolder):
                 project = (qt_next, b_next, raw_next, xb_next)
             out_sum = np.zeros((M, H, B), np.int64)
             rec = [np.zeros((M, S, H, B), np.int64) for _ in range(3)] if record is not None else None
-            loihi.loihi_layer(base_np, bias, layer, spiking, out_sum, layer_noise, project, rec)
+            counts = np.zeros((M, -(-B // loihi.BLOCK)), np.int64) if spikes is not None and not last else None
+            loihi.loihi_layer(base_np, bias, layer, spiking, out_sum, layer_noise, project, rec, counts)
+            if counts is not None:
+                spikes.append(torch.from_numpy(counts.sum(1)).double())
             if record is not None:
                 record.append({key: torch.from_numpy(value).transpose(2, 3)  # (M, S, B, H)
                                for key, value in zip(("u", "v", "spikes"), rec)})
@@ -234,29 +240,43 @@ class IntegerNet(ParameterHolder):
     def _autograd(self) -> bool:
         return torch.is_grad_enabled() and any(p.requires_grad for p in self.params.values())
 
-    def logits(self, frames: torch.Tensor) -> torch.Tensor:
+    def logits(self, frames: torch.Tensor, counts: list | None = None) -> torch.Tensor:
         """The mean network: frames (B, T, ...) -> logits (B, classes); the integer network, except
-        under autograd (BPTT baselines), where the float shadow runs."""
+        under autograd (BPTT baselines), where the float shadow runs (and `counts` stays empty)."""
         if self._autograd():
             return self.shadow_logits(frames)
-        x = self.integer_inputs(frames)
-        return self._to_logits(self._forward_int(x, None), x.shape[0])[0]
+        return self.population_logits(frames, None, counts=counts)[0]
 
-    def population_logits(self, frames, noise=None, pairs: int | None = None, chunk_pairs: int | None = None):
+    def population_logits(self, frames, noise=None, pairs: int | None = None, chunk_pairs: int | None = None,
+                          counts: list | None = None):
         """As `SpikingNet.population_logits`: logits (N, B, classes) of every member, evaluated in
-        chunks of pairs (the integer kernel's per-member buffers bound the chunk further)."""
+        chunks of pairs (the integer kernel's per-member buffers bound the chunk further). `counts`
+        (a list) gets the chip's own `SpikeCounts`: spikes per hidden layer, and the input's graded
+        messages (one per nonzero entry of the sum-pooled input)."""
         x = self.integer_inputs(frames)
-        if not callable(noise):
-            return self._to_logits(self._forward_int(x, noise), x.shape[0])
         T, B, _ = x.shape
-        layers = self.layers()  # quantised once for all chunks
-        first = self._first_base(x, layers)
-        # live int64 buffers of one pair: the next layers' accumulations and x·B8 of both members
-        per_pair = 2 * (T + len(self.sizes)) * B * (max(self.sizes[2:] + [1]) + 4) * 8
-        chunk = max(1, min(chunk_pairs or pairs, (64 << 20) // per_pair))
-        return torch.cat([self._to_logits(self._forward_int(x, noise(range(s, min(s + chunk, pairs))), None,
-                                                            layers, first), T)
-                          for s in range(0, pairs, chunk)])
+        found = None if counts is None else []
+        if not callable(noise):
+            out = self._to_logits(self._forward_int(x, noise, spikes=found), T)
+            parts = None if found is None else [found]
+        else:
+            layers = self.layers()  # quantised once for all chunks
+            first = self._first_base(x, layers)
+            # live int64 buffers of one pair: the next layers' accumulations and x·B8 of both members
+            per_pair = 2 * (T + len(self.sizes)) * B * (max(self.sizes[2:] + [1]) + 4) * 8
+            chunk = max(1, min(chunk_pairs or pairs, (64 << 20) // per_pair))
+            outs, parts = [], None if counts is None else []
+            for s in range(0, pairs, chunk):
+                spikes = None if counts is None else []
+                outs.append(self._to_logits(self._forward_int(x, noise(range(s, min(s + chunk, pairs))), None,
+                                                              layers, first, spikes), T))
+                if parts is not None:
+                    parts.append(spikes)
+            out = torch.cat(outs)
+        if counts is not None:
+            spikes = [torch.cat([p[i] for p in parts]) for i in range(len(self.sizes) - 2)]
+            counts.append(SpikeCounts(float((x != 0).sum()), spikes, list(self.sizes), T, B))
+        return out
 
     def trace(self, frames: torch.Tensor, noise: list[LayerNoise] | None = None) -> list[dict]:
         """u, v and spikes of every layer at every step (M, S, B, H) int64: the values the tests

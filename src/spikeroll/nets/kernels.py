@@ -37,6 +37,7 @@ EMPTY1 = np.zeros(0, np.float32)
 EMPTY2 = np.zeros((0, 0), np.float32)
 EMPTY3 = np.zeros((0, 0, 0), np.float32)
 EMPTY4 = np.zeros((0, 0, 0, 0), np.float32)
+NO_COUNTS = np.zeros((0, 0), np.int64)  # the kernel counts spikes only into a non-empty array
 
 
 def available() -> bool:
@@ -95,7 +96,7 @@ if numba is not None:
 
     @cached_njit(nogil=True)
     def _lif_project(base, xb, a, c, delta, beta, threshold, subtract, weight_t, bias,
-                     pb, pa, pc, pfull, time_weights, out, first_job, last_job):  # pragma: no cover
+                     pb, pa, pc, pfull, time_weights, out, counts, first_job, last_job):  # pragma: no cover
         """Jobs first_job <= job < last_job, job = (member n, block of samples).
 
         base   (1 or N, H, T, B)  the layer's unperturbed current (shared when its first dim is 1)
@@ -107,6 +108,8 @@ if numba is not None:
                                   (P, O) bias noise; pfull (P, H, O) its full-rank noise (E_k·σ)ᵀ
         time_weights (T,)         when given, out (N, O, 1, B) is Σ_t w_t·current_t (the leaky
                                   readout in closed form); otherwise out (N, O, T, B) is every step
+        counts (N, blocks) int64  when not empty, the job's spikes (all neurons and steps of its
+                                  member and block) go to counts[n, block]: one slot per job, no races
         """
         O = out.shape[1]
         H, T, B = base.shape[1], base.shape[2], base.shape[3]
@@ -117,12 +120,14 @@ if numba is not None:
         reduce = time_weights.shape[0] > 0
         weight_sum = np.float32(time_weights.sum()) if reduce else np.float32(0.0)
         inline = low and r == 1
+        counting = counts.shape[0] > 0
         beta32, threshold32 = np.float32(beta), np.float32(threshold)
         one, zero = np.float32(1.0), np.float32(0.0)
         # scratch, reused by every job of this call
         v, noise = np.empty((H, BLOCK), np.float32), np.empty((H, BLOCK), np.float32)
         spikes, x_b = np.empty((H, BLOCK), np.float32), np.empty(BLOCK, np.float32)
         weighted = np.empty((H, BLOCK), np.float32)  # Σ_t w_t·spikes_t, for the closed-form readout
+        fired = np.empty(BLOCK, np.float32)  # spikes per sample of the job (exact below 2^24 per sample)
         acc, acc_noise = np.empty((O, BLOCK), np.float32), np.empty((O, BLOCK), np.float32)
         proj = np.empty((max(r_next, 1), BLOCK), np.float32)
         for job in range(first_job, last_job):
@@ -136,6 +141,8 @@ if numba is not None:
             v[:, :nb] = zero
             noise[:, :nb] = zero
             weighted[:, :nb] = zero
+            if counting:
+                fired[:nb] = zero
             for t in range(T):
                 # this layer's perturbation c_k + Σ_j A_k[:, j]·(x·B_k)_j (or + x·E_kᵀ): rank 1 is
                 # formed inside the LIF loop below; higher ranks and full rank go through `noise`
@@ -158,6 +165,17 @@ if numba is not None:
                 for h in range(H):
                     ch = c[k, h] if noisy_bias else zero
                     ah = a[k, 0, h] if inline else zero
+                    if counting:  # the same loop plus the count: a branch inside it would slow both
+                        for i in range(nb):
+                            current = base[row, h, t, ub0 + np.uint64(i)] + sign * (ch + ah * x_b[i] + noise[h, i])
+                            vh = beta32 * v[h, i] + current
+                            s = np.float32(vh >= threshold32)
+                            spikes[h, i] = s
+                            v[h, i] = vh - s * threshold32 if subtract else vh * (one - s)
+                            if reduce:
+                                weighted[h, i] += wt * s
+                            fired[i] += s
+                        continue
                     for i in range(nb):
                         current = base[row, h, t, ub0 + np.uint64(i)] + sign * (ch + ah * x_b[i] + noise[h, i])
                         vh = beta32 * v[h, i] + current
@@ -171,6 +189,11 @@ if numba is not None:
                     for o in range(O):
                         for i in range(nb):
                             out[n, o, t, ub0 + np.uint64(i)] = acc[o, i]
+            if counting:
+                total = np.int64(0)
+                for i in range(nb):
+                    total += np.int64(fired[i])
+                counts[n, block] = total
             if reduce:
                 # the readout is linear, so Σ_t w_t·(W·s_t + b) = W·(Σ_t w_t·s_t) + b·Σ_t w_t: one
                 # projection of the time-weighted spikes replaces T of them
@@ -225,7 +248,7 @@ def as_array(t, empty=None) -> np.ndarray:
 
 
 def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_noise=None,
-                xb=None, delta=None, next_noise=None, time_weights=None):
+                xb=None, delta=None, next_noise=None, time_weights=None, spikes=None):
     """Torch front end of `_lif_project` (CPU float32 tensors): the next layer's current
     (N, O, T, B), or (N, O, 1, B) time-weighted when `time_weights` (T,) is given.
 
@@ -233,7 +256,8 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
     x·B_k (P, r, T, B) when this layer has low-rank noise, `delta` x·E_kᵀ·σ (P, H, T, B) when it
     has full-rank noise. Jobs are split over torch's thread count: the compiled kernel releases
     the GIL, so plain threads run it in parallel (no second OpenMP runtime beside torch's, whose
-    idle spinning would steal the cores torch's own threads need).
+    idle spinning would steal the cores torch's own threads need). `spikes` (a list) gets this
+    layer's spike count per member (N,) float64, counted per job and summed after.
     """
     _, H, T, B = base.shape
     # the compiled kernel does no bounds checks: stop a shape mistake before it runs
@@ -245,6 +269,8 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
                          f"{tuple(weight.shape)}, {out_members} members)")
     out = torch.empty(out_members, weight.shape[0], 1 if time_weights is not None else T, B)
     nxt = next_noise
+    blocks = -(-B // BLOCK)
+    counts = np.zeros((out_members, blocks), np.int64) if spikes is not None else NO_COUNTS
     args = (
         as_array(base, EMPTY4), as_array(xb, EMPTY4),
         as_array(None if xb is None else layer_noise.weight_a.transpose(1, 2), EMPTY3),
@@ -255,9 +281,11 @@ def lif_project(base, beta, threshold, reset, weight, bias, out_members, layer_n
         as_array(None if nxt is None or nxt.weight_a is None else nxt.weight_a, EMPTY3),
         as_array(None if nxt is None or nxt.bias is None else nxt.bias, EMPTY2),
         as_array(None if nxt is None or nxt.weight_full is None else nxt.weight_full.transpose(1, 2), EMPTY3),
-        as_array(time_weights, EMPTY1), out.numpy(),
+        as_array(time_weights, EMPTY1), out.numpy(), counts,
     )
-    run_jobs(_lif_project, args, out_members * -(-B // BLOCK))
+    run_jobs(_lif_project, args, out_members * blocks)
+    if spikes is not None:
+        spikes.append(torch.from_numpy(counts.sum(1)).double())
     return out
 
 

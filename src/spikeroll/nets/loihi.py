@@ -52,7 +52,8 @@ def require_kernel() -> None:
                              "`pip install numba` (it is a dependency of spikeroll)")
 
 
-def loihi_layer(base, bias, layer: dict, spiking: bool, out_sum, noise=None, project=None, record=None) -> None:
+def loihi_layer(base, bias, layer: dict, spiking: bool, out_sum, noise=None, project=None, record=None,
+                counts=None) -> None:
     """One Loihi LIF layer for M members × B samples over S steps (samples are the last axis),
     written into the arrays given. Per neuron and step (the module docstring gives Lava's source):
         a <- (W·s of step t − 1) << weight_exp << 6   (>> −weight_exp when negative, flooring)
@@ -75,6 +76,8 @@ def loihi_layer(base, bias, layer: dict, spiking: bool, out_sum, noise=None, pro
               not None, s·B8 to xb_next (M, S, r', B) int64
     record    None, or (u, v, spikes), each (M, S, H, B) int64: every step's u, v (after reset)
               and spikes
+    counts    None, or (M, blocks of BLOCK samples) int64: a spiking layer's spikes of each member
+              and block are added to its slot (one job owns a pair's two slots: no races)
     """
     neuron = (layer["weight_exp"], layer["du"], layer["dv"], layer["vth"])
     if noise is None:
@@ -83,7 +86,7 @@ def loihi_layer(base, bias, layer: dict, spiking: bool, out_sum, noise=None, pro
     project = (qt_next, EMPTY_I64_3 if b_next is None else b_next, raw_next,
                EMPTY_I64_4 if xb_next is None else xb_next)
     _loihi_layer(base, bias, neuron, spiking, noise, project, out_sum,
-                 (EMPTY_I64_4,) * 3 if record is None else tuple(record))
+                 (EMPTY_I64_4,) * 3 if record is None else tuple(record), EMPTY_I64_2 if counts is None else counts)
 
 
 if njit is not None:
@@ -202,12 +205,12 @@ if njit is not None:
                     xb_next[m, t, q, b0 + bb] = nxt_b[q, bb]
 
     @cached_njit(parallel=True)
-    def _loihi_layer(base, bias, neuron, spiking, noise, nxt_out, out_sum, rec):  # pragma: no cover
+    def _loihi_layer(base, bias, neuron, spiking, noise, nxt_out, out_sum, rec, counts):  # pragma: no cover
         """`loihi_layer` compiled; absent arrays are empty (size 0) rather than None.
 
         neuron = (weight_exp, du, dv, vth), noise = (xb, per_member, afx, shift),
         nxt_out = (qt_next, b_next, raw_next, xb_next), rec = (u, v, spikes): as `loihi_layer` takes
-        them, with empty arrays for None.
+        them, with empty arrays for None; counts (M, blocks) int64, or empty.
         One job is one pair's two members on a block of up to BLOCK = 256 samples: a shared input's
         correction is formed once for both members, and every inner loop runs over the block's
         contiguous samples, so the compiler vectorises it. u and v are stored as int32 (24-bit
@@ -221,6 +224,7 @@ if njit is not None:
         shared = base.shape[0] == 1
         noisy = afx.shape[0] > 0
         record = rec[1].shape[0] > 0
+        counting = counts.shape[0] > 0
         project = qt_next.shape[0] > 0
         O = qt_next.shape[1]
         r2 = b_next.shape[2]
@@ -260,6 +264,8 @@ if njit is not None:
                             for bb in range(nb):
                                 out_sum[m, h, b0 + bb] += vh[bb]
                         elif fired > 0:
+                            if counting:
+                                counts[m, job - k * blocks] += fired
                             if project:
                                 _project(nxt, nxt_b, s, qt_next, b_next, k, h, nb)
                             else:

@@ -22,6 +22,7 @@ import torch
 from spikeroll.config import READOUTS, RESETS
 from spikeroll.errors import SpikerollError
 from spikeroll.nets import kernels
+from spikeroll.nets.counts import SpikeCounts
 
 
 @dataclass
@@ -250,6 +251,7 @@ class SpikingNet(ParameterHolder):
         self.sizes = [int(s) for s in sizes]
         self.beta, self.threshold, self.reset, self.readout = beta, threshold, reset, readout
         self.pool = int(pool)
+        self.counts_spikes = True  # its forwards take counts= (spikeroll.nets.counts)
         self.use_kernel = True  # False forces the PyTorch path (the reference the kernel is tested against)
         self.params = init_parameters(self.sizes, init_gain, seed, device)
 
@@ -274,9 +276,10 @@ class SpikingNet(ParameterHolder):
         return self.use_kernel and record is None and kernels.applies(
             h.device, h.dtype, autograd=any(p.requires_grad for p in self.params.values()))
 
-    def _run_fused(self, h, noise, first_base=None) -> torch.Tensor:
+    def _run_fused(self, h, noise, first_base=None, spikes=None) -> torch.Tensor:
         """`_run` with each spiking layer and the next layer's current fused into one kernel pass.
-        Currents are laid out (members, features, T, B) here, as the kernel wants them."""
+        Currents are laid out (members, features, T, B) here, as the kernel wants them. `spikes`
+        (a list) gets each hidden layer's spike count per member (N,) float64."""
         layers = self.layer_params()
         _, T, B, n = h.shape
         x = h.reshape(T * B, n)
@@ -297,7 +300,7 @@ class SpikingNet(ParameterHolder):
                 current, self.beta, self.threshold, self.reset, weight, bias, members,
                 layer_noise=first if i == 0 else None, xb=xb if i == 0 else None,
                 delta=delta if i == 0 else None, next_noise=None if noise is None else noise[i + 1],
-                time_weights=readout_weights(T, self.beta) if to_readout else None)
+                time_weights=readout_weights(T, self.beta) if to_readout else None, spikes=spikes)
         if self.readout == "membrane":
             return current[:, :, 0].transpose(1, 2)  # (N, O, 1, B) -> (N, B, O)
         return lif(current.permute(0, 2, 3, 1), self.beta, self.threshold, self.reset).sum(1)
@@ -311,10 +314,12 @@ class SpikingNet(ParameterHolder):
         # x·Wᵀ then a transposed copy: BLAS runs this ~2x faster than W·xᵀ with x transposed
         return (torch.addmm(bias, h.reshape(T * B, n), weight.t())).t().contiguous().view(1, -1, T, B)
 
-    def _run(self, h, noise, first_base=None, record=None) -> torch.Tensor:
-        """Layers from first to readout; `record` collects each spiking layer's spikes."""
+    def _run(self, h, noise, first_base=None, record=None, spikes=None) -> torch.Tensor:
+        """Layers from first to readout; `record` collects each spiking layer's spikes, `spikes`
+        (a list) each hidden layer's spike count per member (N,) float64 (counting reads the
+        spikes only: every computed value stays the same)."""
         if self._fused(h, record):
-            return self._run_fused(h, noise, first_base)
+            return self._run_fused(h, noise, first_base, spikes)
         layers = self.layer_params()
         for i, (weight, bias) in enumerate(layers):
             current = perturbed_current(h, weight, bias, None if noise is None else noise[i],
@@ -324,11 +329,13 @@ class SpikingNet(ParameterHolder):
             h = lif(current, self.beta, self.threshold, self.reset)
             if record is not None:
                 record.append(h)
+            if spikes is not None and i < len(layers) - 1:  # the spiking readout drives no synapse
+                spikes.append(h.sum((1, 2, 3), dtype=torch.float64).cpu())
         return h.sum(1)  # spike-count readout
 
     def population_logits(
         self, frames: torch.Tensor, noise: Callable[[range], list[LayerNoise]] | list[LayerNoise] | None = None,
-        pairs: int | None = None, chunk_pairs: int | None = None, shared=None,
+        pairs: int | None = None, chunk_pairs: int | None = None, shared=None, counts: list | None = None,
     ) -> torch.Tensor:
         """frames (B, T, ...) shared by all members -> logits (N, B, classes).
 
@@ -336,22 +343,45 @@ class SpikingNet(ParameterHolder):
         range of pair indices to that list; with a function the population is evaluated in chunks
         of `chunk_pairs` pairs (bounded memory) and the first layer's x·Wᵀ is computed only once,
         or taken from `shared` (`shared_input(frames)`, for callers that evaluate several units).
+        `counts` (a list) gets the forward's `SpikeCounts`, per member (spikeroll.nets.counts).
         """
+        spikes = None if counts is None else [[] for _ in range(len(self.sizes) - 2)]
+
+        def run(h, layer_noise, first_base=None):
+            found = None if counts is None else []
+            out = self._run(h, layer_noise, first_base, spikes=found)
+            if counts is not None:
+                for i, s in enumerate(found):
+                    spikes[i].append(s)
+            return out
+
         if not callable(noise):
-            return self._run(self._inputs(frames), noise)
-        h, first_base = shared if shared is not None else self.shared_input(frames)
-        chunk = chunk_pairs or pairs
-        return torch.cat([self._run(h, noise(range(s, min(s + chunk, pairs))), first_base)
-                          for s in range(0, pairs, chunk)])
+            out = run(self._inputs(frames), noise)
+        else:
+            h, first_base = shared if shared is not None else self.shared_input(frames)
+            chunk = chunk_pairs or pairs
+            out = torch.cat([run(h, noise(range(s, min(s + chunk, pairs))), first_base)
+                             for s in range(0, pairs, chunk)])
+        if counts is not None:
+            counts.append(self._counts(frames, [torch.cat(s) for s in spikes]))
+        return out
+
+    def _counts(self, frames: torch.Tensor, spikes: list[torch.Tensor]) -> SpikeCounts:
+        """SpikeCounts of a forward on `frames` (B, T, ...): input events Σ|v| of the frames as given."""
+        x = frames.detach()
+        signed = x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64)
+        events = float((x.abs() if signed else x).sum(dtype=torch.float64))  # uint8 frames: no abs pass
+        return SpikeCounts(events, spikes, list(self.sizes), int(frames.shape[1]), int(frames.shape[0]))
 
     def shared_input(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, the first layer's x·Wᵀ + b) of a minibatch that every member sees."""
         h = self._inputs(frames)
         return h, self._first_base(h, fused=self._fused(h, None))
 
-    def logits(self, frames: torch.Tensor) -> torch.Tensor:
-        """The plain (unperturbed) network: frames (B, T, ...) -> logits (B, classes)."""
-        return self._run(self._inputs(frames), None)[0]
+    def logits(self, frames: torch.Tensor, counts: list | None = None) -> torch.Tensor:
+        """The plain (unperturbed) network: frames (B, T, ...) -> logits (B, classes); `counts` (a
+        list) gets its `SpikeCounts` (one member)."""
+        return self.population_logits(frames, None, counts=counts)[0]
 
     def spike_trains(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Spikes of every spiking layer of the plain network: a list of (T, B, width)."""

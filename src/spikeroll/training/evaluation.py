@@ -6,6 +6,38 @@ import torch
 
 from spikeroll.data.augment import shift_frames, shifts
 from spikeroll.errors import SpikerollError
+from spikeroll.nets.counts import SpikeCounts
+
+
+@torch.no_grad()
+def accuracy_and_counts(net, split, prefix: str = "", batch: int = 1000) -> dict:
+    """{prefix}accuracy of the plain network on a split, and, for networks that count spikes
+    (spikeroll.nets.counts), its SynOps per inference and firing rates on that split, in one pass:
+    {prefix}synops, {prefix}synops_hidden, {prefix}rate_layer{i}. {} when the split is absent;
+    accuracy alone (as `accuracy`) for a network that counts nothing, or under autograd."""
+    if split is None or len(split.labels) == 0:
+        return {f"{prefix}accuracy": None}
+    if not getattr(net, "counts_spikes", False):
+        return {f"{prefix}accuracy": accuracy(net, split, batch)}
+    correct, parts = 0, []
+    for start in range(0, len(split.labels), batch):
+        frames = split.frames[start : start + batch].to(net.device, torch.float32)
+        found: list = []
+        pred = net.logits(frames, counts=found).argmax(-1)
+        correct += int((pred.cpu() == split.labels[start : start + batch]).sum())
+        parts.extend(found)
+    result = {f"{prefix}accuracy": correct / len(split.labels)}
+    if parts:
+        result.update(merge_samples(parts).summary(prefix))
+    return result
+
+
+def merge_samples(parts: list[SpikeCounts]) -> SpikeCounts:
+    """The counts of consecutive minibatches of the same members as one (samples added up)."""
+    first = parts[0]
+    spikes = [sum(p.spikes[i] for p in parts) for i in range(len(first.spikes))]
+    return SpikeCounts(sum(p.input_events for p in parts), spikes, first.sizes, first.time_bins,
+                       sum(p.samples for p in parts))
 
 
 @torch.no_grad()

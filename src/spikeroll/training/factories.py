@@ -20,6 +20,7 @@ from spikeroll.data import Splits, load_dataset
 from spikeroll.data.events import SENSOR
 from spikeroll.errors import SpikerollError
 from spikeroll.es.evaluators import LocalEvaluator, pair_activation_bytes
+from spikeroll.es.objectives import objective_from_config
 from spikeroll.es.protocols import Evaluator, Network
 from spikeroll.es.strategies import EvolutionStrategy
 from spikeroll.modules.net import ModuleNet, module_evaluator
@@ -159,18 +160,21 @@ def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def local_evaluator(cfg: TrainConfig, net: Network) -> Evaluator:
+def local_evaluator(cfg: TrainConfig, net: Network, fitness=None) -> Evaluator:
     """The evaluator of this process (the Trainer's, or a Ray worker's): a user's nn.Module runs its
     population as one batch (spikeroll.modules), the built-in network through LocalEvaluator.
     A population whose generation cannot fit the device's memory is refused here (`check_memory`),
-    before its noise is drawn; a Ray worker checks what the driver holds, the whole population's noise."""
+    before its noise is drawn; a Ray worker checks what the driver holds, the whole population's noise.
+    `fitness` is a user's fitness(logits, labels, counts) callable (the Python API's), which
+    replaces cfg.objective and cfg.fitness (spikeroll.es.objectives)."""
     if cfg.model:
         evaluator = module_evaluator(cfg, net)
         activations = 0  # a user's module: its activations are unknown, so not counted
     else:
         strategy = EvolutionStrategy(net.params, cfg.population, None if cfg.strategy == "openes" else cfg.rank,
                                      cfg.seed)
-        evaluator = LocalEvaluator(net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs)
+        evaluator = LocalEvaluator(net, strategy, cfg.temperature, cfg.time_bins, cfg.chunk_pairs,
+                                   objective=objective_from_config(cfg, fitness))
         # a fixed --chunk-pairs unit's activations for one sample (auto units stay within a small budget)
         unit = min(cfg.chunk_pairs or 0, strategy.pairs)
         activations = unit * pair_activation_bytes(net.sizes, 1, cfg.time_bins, strategy.rank, net.device)

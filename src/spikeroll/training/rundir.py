@@ -233,6 +233,13 @@ def model_refusal(where: str, model: str, action: str = "opening it") -> Spikero
                           f"so pass --model {model} to confirm you trust it")
 
 
+def fitness_refusal(where: str, fitness: str) -> SpikerollError:
+    """The error for resuming a run trained with --fitness whose user did not name the file again."""
+    fitness = _one_line(fitness)
+    return SpikerollError(f"{where} was trained with --fitness {fitness}; resuming it imports and runs that Python "
+                          f"file, so pass --fitness {fitness} to confirm you trust it")
+
+
 def same_model(a: str | None, b: str | None) -> bool:
     """Whether two --model specs name the same factory in the same file (paths compared resolved)."""
     if not a or not b:

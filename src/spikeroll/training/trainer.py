@@ -32,7 +32,7 @@ from spikeroll.es.schedules import schedule_factor
 from spikeroll.nets.model import input_features
 from spikeroll.training.callbacks import Callback
 from spikeroll.training.estimator import build_estimator
-from spikeroll.training.evaluation import accuracy
+from spikeroll.training.evaluation import accuracy, accuracy_and_counts
 from spikeroll.training.factories import make_network, make_optimizer, resolve_device
 from spikeroll.training.rundir import (
     CHECKPOINT,
@@ -54,7 +54,7 @@ class Trainer:
     """Owns a run directory: config.json, metrics.jsonl, checkpoint.pt and report.json."""
 
     def __init__(self, cfg: TrainConfig, out_dir: str | Path, data, *, resume=False, overwrite=False,
-                 callbacks: list[Callback] | tuple = (), init_net: Network | None = None):
+                 callbacks: list[Callback] | tuple = (), init_net: Network | None = None, fitness=None):
         self.cfg = cfg.validate()
         self.out = Path(out_dir)
         self.data = data
@@ -65,7 +65,7 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         in_features = input_features(tuple(data.train.frames.shape[2:]), cfg.pool)  # one time bin
         self.net = make_network(cfg, in_features, int(data.classes), self.device)
-        self.estimator = build_estimator(cfg, self.net, data)
+        self.estimator = build_estimator(cfg, self.net, data, fitness)
         self.optimizer = make_optimizer(cfg, list(self.net.params.values()))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda g: schedule_factor(cfg.lr_schedule, g, cfg.generations))
@@ -259,9 +259,11 @@ class Trainer:
 
     # the loop ----------------------------------------------------------------------------------
     def evaluate(self, with_train: bool = False) -> dict:
-        """Accuracy of the mean network on the validation and test splits (and the training split)."""
-        result = {"val_accuracy": accuracy(self.net, self.data.val),
-                  "test_accuracy": accuracy(self.net, self.data.test)}
+        """Accuracy of the mean network on the validation and test splits (and the training split),
+        with its SynOps per inference and firing rates on validation and test (val_synops,
+        val_synops_hidden, val_rate_layer{i}, test_...: spikeroll.nets.counts)."""
+        result = {**accuracy_and_counts(self.net, self.data.val, "val_"),
+                  **accuracy_and_counts(self.net, self.data.test, "test_")}
         if with_train:
             result["train_accuracy"] = accuracy(self.net, self.data.train)
         return result

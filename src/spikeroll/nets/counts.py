@@ -1,0 +1,98 @@
+"""Exact spike and synaptic-operation (SynOp) counts of a forward pass (docs/energy.md).
+
+A SynOp is one event delivered to one synapse: every spike, input events included, times the number
+of synapses it drives (its fan-out: the next layer's width; the last hidden layer drives the
+readout). Per inference (one sample's T bins):
+
+    synops        = input_events·sizes[1] + Σ_i spikes_i·sizes[i + 2]
+    synops_hidden = Σ_i spikes_i·sizes[i + 2]       (the network's own spikes: what training controls)
+    rate_layer{i} = spikes_i / (sizes[i + 1]·T·samples)
+
+Input events: the frames hold event counts per pixel and bin, so an input value v counts as v events
+(Σ|v| over the frames as given, before any pooling: for binary frames the number of nonzero
+entries; pooling only merges pixels, the events stay the same). The integer
+network counts the chip's own messages: its sum-pooled input enters as graded spikes, one message
+per nonzero entry (see `spikeroll.nets.integer`).
+
+Not counted: the readout's own spikes (readout="spikes": they drive no synapse), bias additions,
+the membrane updates, and the module path (`--model`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class SpikeCounts:
+    """Counts of one forward over a minibatch, per population member.
+
+    input_events  total input events of the minibatch (shared by every member)
+    spikes        per hidden (spiking, non-readout) layer: total spikes (N,) float64 over the minibatch
+    sizes         layer widths, input first; time_bins T; samples B
+    """
+
+    input_events: float
+    spikes: list[torch.Tensor]
+    sizes: list[int]
+    time_bins: int
+    samples: int
+
+    @staticmethod
+    def cat(parts: list[SpikeCounts]) -> SpikeCounts:
+        """The counts of consecutive member chunks as one (members concatenated)."""
+        first = parts[0]
+        spikes = [torch.cat([p.spikes[i] for p in parts]) for i in range(len(first.spikes))]
+        return SpikeCounts(first.input_events, spikes, first.sizes, first.time_bins, first.samples)
+
+    @property
+    def members(self) -> int:
+        """N, the members counted."""
+        return len(self.spikes[0]) if self.spikes else 1
+
+    def synops_hidden(self) -> torch.Tensor:
+        """SynOps per inference of the network's own spikes, per member (N,) float64."""
+        total = torch.zeros(self.members, dtype=torch.float64)
+        for i, s in enumerate(self.spikes):
+            total = total + s.double() * self.sizes[i + 2]
+        return total / self.samples
+
+    def synops_input(self) -> float:
+        """SynOps per inference of the input events (the same for every member)."""
+        return self.input_events * self.sizes[1] / self.samples
+
+    def synops(self) -> torch.Tensor:
+        """SynOps per inference, input events included, per member (N,) float64."""
+        return self.synops_hidden() + self.synops_input()
+
+    def rates(self) -> list[torch.Tensor]:
+        """Firing rate of each hidden layer per member: spikes / (neurons·T·samples), (N,) float64."""
+        return [s.double() / (self.sizes[i + 1] * self.time_bins * self.samples) for i, s in enumerate(self.spikes)]
+
+    def per_member(self) -> dict[str, torch.Tensor]:
+        """synops, synops_hidden, synops_layer{i} (i = 0: the input) and rate_layer{i}, each (N,)
+        float64: what a fitness function receives."""
+        n = self.members
+        out = {"synops": self.synops(), "synops_hidden": self.synops_hidden(),
+               "synops_layer0": torch.full((n,), self.synops_input(), dtype=torch.float64)}
+        for i, s in enumerate(self.spikes):
+            out[f"synops_layer{i + 1}"] = s.double() * self.sizes[i + 2] / self.samples
+        for i, rate in enumerate(self.rates()):
+            out[f"rate_layer{i}"] = rate
+        return out
+
+    def summary(self, prefix: str = "") -> dict[str, float]:
+        """The members' means as flat numeric metrics: synops, synops_hidden, rate_layer{i}."""
+        values = self.per_member()
+        keys = ["synops", "synops_hidden", *(f"rate_layer{i}" for i in range(len(self.spikes)))]
+        return {f"{prefix}{k}": float(values[k].mean()) for k in keys}
+
+
+def all_firing_synops(sizes: list[int], time_bins: int) -> float:
+    """SynOps per inference of a network in which every input and neuron fires once in every bin
+    (one event per input pixel and bin): Σ_l sizes[l]·sizes[l + 1]·T over the synapse layers.
+    The reference the synops objective divides by, so that its weight reads the same across
+    networks and does not depend on the run's state."""
+    return float(sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * time_bins)
