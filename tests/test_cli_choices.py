@@ -11,7 +11,7 @@ from spikeroll.errors import SpikerollError
 # option -> the config field it sets
 FIELDS = {"--dataset": "dataset", "--reset": "reset", "--readout": "readout", "--strategy": "strategy",
           "--shaping": "shaping", "--optimizer": "optimizer", "--lr-schedule": "lr_schedule", "--neuron": "neuron",
-          "--worker-data": "worker_data"}
+          "--worker-data": "worker_data", "--objective": "objective"}
 
 
 def cli_choices(command: click.Command, flag: str) -> tuple:
