@@ -265,9 +265,12 @@ def test_cli_objective_run_reports_counts_and_fitness_file_trust(tmp_path):
     before = {name for name in sys.modules if name.startswith("spikeroll_user_fitness_")}
     one_line_error(run("train", "--out", str(out), "--resume", "--generations", "3", "--quiet"),
                    "--fitness", "confirm you trust it")
-    evaluated = run("eval", str(out))
+    evaluated = run("eval", str(out), "--early-exit-confidence", "0.5")
     assert evaluated.exit_code == 0, evaluated.output
-    assert "val_synops" in json.loads(evaluated.output[evaluated.output.index("{"):])
+    result = json.loads(evaluated.output[evaluated.output.index("{"):])
+    assert "val_synops" in result and 1 <= result["val_early_bins"] <= 3
+    assert result["val_early_synops"] <= result["val_synops"] + 1e-9
+    one_line_error(run("eval", str(out), "--early-exit-confidence", "0"), "must be in (0, 1]")
     assert {name for name in sys.modules if name.startswith("spikeroll_user_fitness_")} == before
     more = run("train", "--out", str(out), "--resume", "--generations", "3", "--quiet", "--fitness", spec)
     assert more.exit_code == 0, more.output
@@ -278,3 +281,40 @@ def test_budget_objective_trains(tmp_path):
                  "--synops-weight", "3")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["objective"] == "budget"
+
+
+# early decision ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("readout", ["membrane", "spikes"])
+def test_early_exit_is_the_recording_cut_at_its_first_confident_bin(readout):
+    from types import SimpleNamespace
+
+    from spikeroll.training.evaluation import early_exit
+
+    gen = torch.Generator().manual_seed(7)
+    net = SpikingNet([12, 10, 7, 4], init_gain=3.0, seed=4, readout=readout)
+    frames = (torch.rand(40, 6, 12, generator=gen) < 0.4).float()
+    labels = torch.randint(0, 4, (40,), generator=gen)
+    net.use_kernel = False
+    # brute force: every sample, every cut; the decision is the first cut whose confidence passes
+    confs = torch.stack([torch.softmax(net.logits(frames[:, :t]), -1).amax(-1) for t in range(1, 7)])  # (T, B)
+    values = confs.flatten().sort().values
+    gaps = values[1:] - values[:-1]
+    middle = len(values) // 2
+    i = middle + int(gaps[middle:].argmax())  # a threshold far from every confidence: no rounding ties
+    threshold = float(values[i] + values[i + 1]) / 2
+    correct = bins = spent = 0.0
+    for b in range(40):
+        stop = next((t for t in range(1, 7) if confs[t - 1, b] >= threshold), 6)
+        found = []
+        logits = net.logits(frames[b : b + 1, :stop], counts=found)
+        correct += float(logits.argmax(-1).item() == labels[b].item())
+        bins += stop
+        spent += float(found[0].synops()[0])
+    got = early_exit(net, SimpleNamespace(frames=frames, labels=labels), threshold, "val_", batch=16)
+    assert got["val_early_accuracy"] == correct / 40 and got["val_early_bins"] == bins / 40
+    assert 1 < got["val_early_bins"] < 6
+    np.testing.assert_allclose(got["val_early_synops"], spent / 40, rtol=1e-9)
+    with pytest.raises(SpikerollError, match="must be in"):
+        early_exit(net, SimpleNamespace(frames=frames, labels=labels), 1.5)
+    with pytest.raises(SpikerollError, match="float LIF network"):
+        early_exit(IntegerNet([12, 10, 4], 8), SimpleNamespace(frames=frames, labels=labels), 0.9)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from spikeroll.config import TrainConfig
+from spikeroll.errors import SpikerollError
 from spikeroll.interop.nir import check_inputs, export_network, import_graph, network_config
 from spikeroll.nets.integer import export_loihi
-from spikeroll.training.evaluation import accuracy, accuracy_and_counts
+from spikeroll.training.evaluation import accuracy, accuracy_and_counts, early_exit
 from spikeroll.training.factories import load_data
 from spikeroll.training.rundir import load_trained
 from spikeroll.training.trainer import Trainer
@@ -39,14 +40,19 @@ def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest
 
 
 def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str | None = None,
-                 images: str | None = None, tta_shift: int = 0, *, model: str | None = None) -> dict:
+                 images: str | None = None, tta_shift: int = 0, *, model: str | None = None,
+                 early_exit_confidence: float | None = None) -> dict:
     """Accuracy of a run's saved network on every split of its dataset (or another one); with
     tta_shift > 0, averaged over shifted copies of each recording (see
     `spikeroll.training.evaluation.accuracy`). `run_dir` may also be a NIR graph (a .nir file): its
     network, on the dataset its metadata names (spikeroll's exports) or the one given.
 
     A run trained with --model opens only with `model` (FILE.py:FACTORY) given: it is imported and
-    run (see `spikeroll.training.rundir.load_trained`)."""
+    run (see `spikeroll.training.rundir.load_trained`). With `early_exit_confidence`, each
+    validation and test recording is also decided at its first confident time bin
+    (`spikeroll.training.evaluation.early_exit`: accuracy, bins used, SynOps spent)."""
+    if early_exit_confidence is not None and not 0.0 < early_exit_confidence <= 1.0:
+        raise SpikerollError(f"--early-exit-confidence {early_exit_confidence} must be in (0, 1], e.g. 0.9")
     imported = None
     if str(run_dir).endswith(".nir"):
         imported = import_graph(run_dir)
@@ -68,6 +74,10 @@ def evaluate_run(run_dir: str | Path, dataset: str | None = None, data_dir: str 
     for name, split in (("val", data.val), ("test", data.test)):  # SynOps and rates (docs/energy.md)
         counted = accuracy_and_counts(net, split, f"{name}_")
         result.update({k: v for k, v in counted.items() if not k.endswith("accuracy")})
+        if early_exit_confidence is not None:
+            result.update(early_exit(net, split, early_exit_confidence, f"{name}_"))
+    if early_exit_confidence is not None:
+        result["early_exit_confidence"] = early_exit_confidence
     return result
 
 

@@ -203,13 +203,18 @@ def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, **overrid
 @click.option("--model", default=None, metavar="FILE.py:FACTORY",
               help="For a run trained with --model: the same FILE.py:FACTORY. Naming it confirms that the file "
                    "may be imported and run; a run directory never does so by itself.")
-def evaluate(run_dir, dataset, data_dir, images, tta_shift, model):
+@click.option("--early-exit-confidence", default=None, type=float, metavar="C",
+              help="Also decide each recording at the first time bin where the readout's softmax confidence "
+                   "reaches C (0 < C <= 1): val_/test_early_accuracy, early_bins and the SynOps actually spent "
+                   "(float LIF network; docs/energy.md).")
+def evaluate(run_dir, dataset, data_dir, images, tta_shift, model, early_exit_confidence):
     """Accuracy of a trained run's network (or of a NIR graph, FILE.nir) on the train, validation and
-    test splits."""
+    test splits, with its SynOps per inference and firing rates on validation and test."""
     from spikeroll.api import evaluate_run
 
     click.echo(json.dumps(evaluate_run(run_dir, dataset=dataset, data_dir=data_dir, images=images,
-                                       tta_shift=tta_shift, model=model), indent=2))
+                                       tta_shift=tta_shift, model=model,
+                                       early_exit_confidence=early_exit_confidence), indent=2))
 
 
 @main.command()

@@ -7,6 +7,7 @@ import torch
 from spikeroll.data.augment import shift_frames, shifts
 from spikeroll.errors import SpikerollError
 from spikeroll.nets.counts import SpikeCounts
+from spikeroll.nets.model import SpikingNet
 
 
 @torch.no_grad()
@@ -62,3 +63,54 @@ def accuracy(net, split, batch: int = 1000, tta_shift: int = 0) -> float | None:
                        for dy, dx in shifts(tta_shift)).argmax(-1)
         correct += int((pred.cpu() == split.labels[start : start + batch]).sum())
     return correct / len(split.labels)
+
+
+@torch.no_grad()
+def early_exit(net, split, confidence: float, prefix: str = "", batch: int = 1000) -> dict:
+    """Early decision on a split (the float LIF network, PyTorch path): each recording is classified
+    at the first time bin t where the readout's softmax confidence, max softmax(logits so far),
+    reaches `confidence`, or at the last bin. Logits so far are those of the recording cut after
+    bin t (the running mean of the leaky readout, or the output spike counts so far), so the
+    decision is what a chip stopping at t would give. Returns {prefix}early_accuracy,
+    {prefix}early_bins (mean bins used), {prefix}early_synops and {prefix}early_synops_hidden
+    (SynOps per inference actually spent: input events and spikes of bins <= t only)."""
+    if not isinstance(net, SpikingNet):
+        raise SpikerollError("--early-exit-confidence runs on the float LIF network (the PyTorch path); "
+                             "this run's network is an integer or --model network")
+    if not 0.0 < confidence <= 1.0:
+        raise SpikerollError(f"early-exit confidence {confidence} must be in (0, 1], e.g. 0.9")
+    if split is None or len(split.labels) == 0:
+        return {f"{prefix}early_accuracy": None}
+    sizes = net.sizes
+    correct = bins = synops = hidden = 0.0
+    weight, bias = net.layer_params()[-1]
+    for start in range(0, len(split.labels), batch):
+        frames = split.frames[start : start + batch].to(net.device, torch.float32)
+        labels = split.labels[start : start + batch]
+        trains = net.spike_trains(frames)  # [(T, B, width)] of the hidden layers (and a spiking readout)
+        T, B = frames.shape[1], frames.shape[0]
+        last = trains[len(sizes) - 3]  # the last hidden layer, which drives the readout
+        current = last @ weight.t() + bias  # (T, B, classes)
+        if net.readout == "membrane":
+            u, steps = torch.zeros_like(current[0]), []
+            for t in range(T):
+                u = net.beta * u + current[t]
+                steps.append(u)
+            running = torch.stack(steps).cumsum(0) / torch.arange(1, T + 1, device=current.device).view(T, 1, 1)
+        else:
+            running = trains[-1].cumsum(0)  # output spike counts so far
+        conf = torch.softmax(running, -1).amax(-1)  # (T, B)
+        passed = conf >= confidence
+        stop = torch.where(passed.any(0), passed.float().argmax(0), torch.full((B,), T - 1, device=conf.device))
+        pred = running[stop, torch.arange(B, device=conf.device)].argmax(-1)
+        correct += float((pred.cpu() == labels).sum())
+        bins += float((stop + 1).sum())
+        used = (torch.arange(T, device=conf.device).view(T, 1) <= stop.view(1, B)).to(frames.dtype)  # (T, B)
+        events = frames.flatten(2).abs().sum(2)  # (B, T) input events per bin
+        spent_input = float((events.t() * used).sum()) * sizes[1]
+        spent_hidden = sum(float((trains[i].sum(2) * used).sum()) * sizes[i + 2] for i in range(len(sizes) - 2))
+        synops += spent_input + spent_hidden
+        hidden += spent_hidden
+    n = len(split.labels)
+    return {f"{prefix}early_accuracy": correct / n, f"{prefix}early_bins": bins / n,
+            f"{prefix}early_synops": synops / n, f"{prefix}early_synops_hidden": hidden / n}
