@@ -170,7 +170,8 @@ if numba is not None:
                             current = base[row, h, t, ub0 + np.uint64(i)] + sign * (ch + ah * x_b[i] + noise[h, i])
                             vh = beta32 * v[h, i] + current
                             s = np.float32(vh >= threshold32)
-                            spikes[h, i] = s
+                            if not reduce:  # the closed-form readout projects `weighted`, never a step's spikes
+                                spikes[h, i] = s
                             v[h, i] = vh - s * threshold32 if subtract else vh * (one - s)
                             if reduce:
                                 weighted[h, i] += wt * s
