@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spikeroll.config import TrainConfig
+from spikeroll.config import TrainConfig, parse_widths
+from spikeroll.control.config import FIELDS as CONTROL_FIELDS
+from spikeroll.control.config import ControlConfig
+from spikeroll.control.trainer import evaluate_control, folded_network, is_control_run, play, train_control
 from spikeroll.errors import SpikerollError
-from spikeroll.interop.nir import check_inputs, export_network, import_graph, network_config
+from spikeroll.interop.nir import check_inputs, export_graph, export_network, import_graph, network_config, write_graph
 from spikeroll.nets.integer import export_loihi
 from spikeroll.training.evaluation import accuracy, accuracy_and_counts, early_exit
 from spikeroll.training.factories import load_data
 from spikeroll.training.rundir import load_trained
 from spikeroll.training.trainer import Trainer
 
-__all__ = ["evaluate_run", "export_loihi_run", "export_run", "load_data", "train_run"]
+__all__ = ["control_config", "evaluate_control_run", "export_control_run", "is_control_run", "play_run",
+           "train_control_run", "evaluate_run", "export_loihi_run", "export_run", "load_data", "train_run"]
 
 
 def train_run(cfg: TrainConfig | None = None, out_dir: str | Path = "runs/latest", *, resume: bool = False,
@@ -97,3 +101,69 @@ def export_loihi_run(run_dir: str | Path, out: str | Path | None = None, *, mode
     path = Path(out) if out else Path(run_dir) / "loihi.json"
     export_loihi(net, path)
     return path
+
+
+# control (Gymnasium) runs ------------------------------------------------------------------------
+
+def control_config(env: str | None, config_file: str | None, out_dir: str | Path | None,
+                   overrides: dict) -> ControlConfig:
+    """A control run's config: the env's shipped defaults < a --config file < the saved config of a
+    resumed run (`out_dir`) < the options typed (`overrides`, None = not typed). A typed option that
+    a control run has no use for is a one-line error."""
+    typed = {k: v for k, v in overrides.items() if v is not None}
+    unused = sorted(k for k in typed if k not in CONTROL_FIELDS)
+    if unused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unused)
+        raise SpikerollError(f"{flags} does not apply to a control run (--env); its settings are "
+                             f"{', '.join(CONTROL_FIELDS)} (docs/control.md)")
+    if "hidden" in typed:
+        typed["hidden"] = parse_widths(typed["hidden"])
+    values = ControlConfig.from_file(config_file).to_dict() if config_file else {}
+    saved = Path(out_dir) / "config.json" if out_dir is not None else None
+    if saved is not None and saved.exists():
+        values.update(ControlConfig.from_dict(read_json(saved), source=str(saved)).to_dict())
+    env = env or values.get("env")
+    if not env:
+        raise SpikerollError("a control run needs --env ID, e.g. --env CartPole-v1")
+    if values.get("env", env) != env:
+        raise SpikerollError(f"--env {env} differs from the env of {saved or config_file} ({values['env']}); "
+                             "pass the same --env or another --out")
+    values.pop("env", None)
+    return ControlConfig.for_env(env, **{**values, **typed}).validate()
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a file; anything else is a one-line error naming the file."""
+    import json
+
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SpikerollError(f"{path} cannot be read as JSON ({type(exc).__name__}); fix or remove it") from None
+    if not isinstance(values, dict):
+        raise SpikerollError(f"{path} holds a {type(values).__name__}, not a table of settings")
+    return values
+
+
+def train_control_run(cfg: ControlConfig, out_dir: str | Path = "runs/latest", *, resume: bool = False,
+                      overwrite: bool = False, progress: bool = True) -> dict:
+    """Train a spiking policy for cfg.env (spikeroll.control) and return its report."""
+    return train_control(cfg, out_dir, resume=resume, overwrite=overwrite, progress=progress)
+
+
+def evaluate_control_run(run_dir: str | Path, episodes: int = 100) -> dict:
+    """A control run's mean policy over `episodes` test episodes: mean_return, std_return."""
+    return {"run": str(run_dir), **evaluate_control(run_dir, episodes)}
+
+
+def play_run(run_dir: str | Path, out: str | Path, seed: int = 0) -> dict:
+    """Render one episode of a control run's mean policy to a GIF (or .mp4)."""
+    return play(run_dir, out, seed=seed)
+
+
+def export_control_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Write a control run's mean policy (observation normalisation folded into the first layer) as
+    a NIR graph whose input is the raw observation vector."""
+    cfg, net = folded_network(run_dir)
+    graph = export_graph(net, (net.sizes[0],), metadata={"env": cfg.env, "time_bins": int(cfg.time_bins)})
+    return write_graph(graph, Path(out) if out else Path(run_dir) / "network.nir")

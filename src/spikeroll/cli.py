@@ -171,7 +171,10 @@ def build_config(config_file, resume_dir, overrides: dict) -> TrainConfig:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--tensorboard", is_flag=True,
               help="Write every generation's metrics to OUT/tensorboard (needs the extra spikeroll[tensorboard]).")
-def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, **overrides):
+@click.option("--env", default=None,
+              help="Train a spiking controller for this Gymnasium environment instead (e.g. CartPole-v1, LunarLander-v3; "
+                   "needs spikeroll[control]); its shipped defaults apply, configs/control/ENV.toml, docs/control.md.")
+def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, env, **overrides):
     """Train an SNN with EGGROLL (or full-rank OpenAI-ES) and write a run directory.
 
     The run directory holds config.json, metrics.jsonl (one line per generation), checkpoint.pt
@@ -182,6 +185,15 @@ def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, **overrid
 
     if resume and overwrite:
         _fail("--resume and --overwrite contradict each other; pass one of them")
+    from spikeroll.api import is_control_run
+
+    if env or (resume and is_control_run(out_dir)):  # a Gymnasium task (spikeroll.control)
+        from spikeroll.api import control_config, train_control_run
+
+        cfg = control_config(env, config_file, out_dir if resume else None, overrides)
+        report = train_control_run(cfg, out_dir, resume=resume, overwrite=overwrite, progress=not quiet)
+        click.echo(json.dumps(report, indent=2))
+        return
     cfg = build_config(config_file, out_dir if resume else None, overrides)
     callbacks = []
     if tensorboard:
@@ -207,10 +219,17 @@ def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, **overrid
               help="Also decide each recording at the first time bin where the readout's softmax confidence "
                    "reaches C (0 < C <= 1): val_/test_early_accuracy, early_bins and the SynOps actually spent "
                    "(float LIF network; docs/energy.md).")
-def evaluate(run_dir, dataset, data_dir, images, tta_shift, model, early_exit_confidence):
+@click.option("--episodes", default=100, show_default=True, type=click.IntRange(min=1),
+              help="For a control run (--env): test episodes its mean policy plays.")
+def evaluate(run_dir, dataset, data_dir, images, tta_shift, model, early_exit_confidence, episodes):
     """Accuracy of a trained run's network (or of a NIR graph, FILE.nir) on the train, validation and
-    test splits, with its SynOps per inference and firing rates on validation and test."""
-    from spikeroll.api import evaluate_run
+    test splits, with its SynOps per inference and firing rates on validation and test; for a
+    control run (--env), the mean return of its policy over --episodes test episodes."""
+    from spikeroll.api import evaluate_control_run, evaluate_run, is_control_run
+
+    if is_control_run(run_dir):
+        click.echo(json.dumps(evaluate_control_run(run_dir, episodes), indent=2))
+        return
 
     click.echo(json.dumps(evaluate_run(run_dir, dataset=dataset, data_dir=data_dir, images=images,
                                        tta_shift=tta_shift, model=model,
@@ -232,14 +251,29 @@ def export(run_dir, out, model):
     """
     import warnings
 
-    from spikeroll.api import export_run
+    from spikeroll.api import export_control_run, export_run, is_control_run
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        path = export_run(run_dir, out, model=model)
+        if is_control_run(run_dir):  # the policy, its observation normalisation folded into layer 0
+            path = export_control_run(run_dir, out)
+        else:
+            path = export_run(run_dir, out, model=model)
     for warning in caught:
         click.echo(f"warning: {warning.message}", err=True)
     click.echo(str(path))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", default=None, help="A .gif (or .mp4, needs imageio-ffmpeg) [default: RUN_DIR/episode.gif].")
+@click.option("--seed", default=0, show_default=True, type=int, help="The episode's environment seed.")
+def play(run_dir, out, seed):
+    """Render one episode of a control run's (--env) trained policy to a GIF, to watch the controller."""
+    from spikeroll.api import play_run
+
+    result = play_run(run_dir, out or Path(run_dir) / "episode.gif", seed=seed)
+    click.echo(json.dumps(result, indent=2))
 
 
 @main.command(name="export-loihi")
