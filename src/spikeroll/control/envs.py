@@ -113,8 +113,13 @@ def check_spaces(env_id: str, observation_space, action_space) -> None:
 def space_sizes(observation_space, action_space) -> tuple[int, int]:
     """(observation features, readout width): n actions for Discrete, the action dimension for a Box."""
     n_obs = int(np.prod(observation_space.shape))
-    n_out = int(action_space.n) if hasattr(action_space, "n") else int(action_space.shape[0])
+    n_out = int(action_space.n) if is_discrete(action_space) else int(action_space.shape[0])
     return n_obs, n_out
+
+
+def is_discrete(space) -> bool:
+    """Whether an action space is Gymnasium's Discrete (else a Box: check_spaces allows nothing else)."""
+    return isinstance(space, _gymnasium().spaces.Discrete)
 
 
 class EnvBatch:
@@ -147,7 +152,7 @@ class EnvBatch:
             return np.stack([np.asarray(env.reset(seed=int(s))[0], dtype=np.float32).reshape(-1)
                              for env, s in zip(self.envs, seeds)])
         obs, _ = self.vector.reset(seed=int(seeds[0]))
-        state = getattr(self.vector.unwrapped, "state", None)
+        state = getattr(self.vector.unwrapped, "state", None)  # Gymnasium's batched CartPole keeps its states here
         if isinstance(state, np.ndarray) and state.shape[-1] == self.count:
             # each column starts where a single env seeded with its seed starts (common random numbers)
             starts = {}

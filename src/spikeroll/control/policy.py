@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from spikeroll.control.envs import space_sizes
+from spikeroll.control.envs import is_discrete, space_sizes
 from spikeroll.control.kernel import lif_steps
 from spikeroll.nets import kernels
 from spikeroll.nets.model import LayerNoise, SpikingNet, lif, readout_weights
@@ -159,7 +159,7 @@ def make_policy(cfg, observation_space, action_space) -> SpikingPolicy:
     n_obs, n_out = space_sizes(observation_space, action_space)
     net = SpikingNet([n_obs, *cfg.hidden, n_out], beta=cfg.beta, threshold=cfg.threshold, reset=cfg.reset,
                      readout="membrane", init_gain=cfg.init_gain, seed=cfg.seed)
-    box = not hasattr(action_space, "n")
+    box = not is_discrete(action_space)
     if box:
         return SpikingPolicy(net, cfg.time_bins, action_space.low, action_space.high)
     return SpikingPolicy(net, cfg.time_bins, start=int(action_space.start))

@@ -1,8 +1,9 @@
 """Evolution strategies: EGGROLL (low-rank) and OpenAI-ES (full-rank) share this one code path.
 
-ask: noise for a slice of pairs, a pure function of (seed, generation, parameter, pair).
-tell: fitness -> shaped weights -> ES gradient as one contraction over the population, which is
-handed to a torch.optim optimizer (as the negative gradient, since optimizers minimise).
+`EvolutionStrategy.ask`: noise for a slice of pairs, a pure function of (seed, generation,
+parameter, pair). `EvolutionStrategy.gradient` (the "tell" of ask/tell libraries, without their
+update): shaped fitness -> the ES gradient as one contraction over the population, which the
+estimator hands to a torch.optim optimizer (negated, since optimizers minimise).
 
 Estimator (OpenAI-ES with antithetic pairs): for member i = 2k + j, sign s = (+1, −1)[j],
     θ_i = θ + σ·s·ε_k,     ĝ = 1/(N·σ) · Σ_i w_i·s_i·ε_{k(i)} = 1/(N·σ) · Σ_k (w_2k − w_2k+1)·ε_k
