@@ -26,7 +26,7 @@ LEVELS = [
     ["modules"],
     ["es"],
     ["nets", "data"],
-    ["config", "atomic", "memory", "cachedir"],
+    ["config", "atomic", "memory", "cachedir", "userfile"],
     ["errors", "version"],
     ["noise"],
 ]

@@ -20,11 +20,8 @@ not be differentiable: a SynOp count or a budget is as good an objective as the 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -32,6 +29,7 @@ from spikeroll.config import OBJECTIVES
 from spikeroll.errors import SpikerollError
 from spikeroll.es.fitness import member_fitness
 from spikeroll.nets.counts import SpikeCounts, all_firing_synops
+from spikeroll.userfile import import_named
 
 
 class Objective:
@@ -103,35 +101,12 @@ def objective_from_config(cfg, fitness: Callable | None = None) -> Objective:
     """The run's objective: `fitness` (a callable), else the function cfg.fitness names (imported
     here: callers reach this only for a run the user started or named the file for again), else
     cfg.objective."""
-    if fitness is None and getattr(cfg, "fitness", None):
+    if fitness is None and cfg.fitness:
         fitness = load_fitness(cfg.fitness)
     return Objective(cfg.objective, cfg.temperature, cfg.synops_weight, cfg.synops_budget, fitness)
 
 
 def load_fitness(spec: str) -> Callable:
     """'path/to/file.py:FN' -> the function FN of that file. Importing runs the user's code."""
-    path, sep, name = str(spec).rpartition(":")
-    if not sep or not path or not name:
-        raise SpikerollError(f"--fitness {spec!r} must be FILE.py:FN, e.g. my_fitness.py:fitness")
-    file = Path(path)
-    try:
-        exists = file.is_file()
-    except (OSError, ValueError):
-        exists = False
-    if not exists:
-        raise SpikerollError(f"--fitness file {path!r} does not exist; give the path of a .py file defining {name}()")
-    module_name = f"spikeroll_user_fitness_{abs(hash(file.resolve()))}"
-    loader = importlib.util.spec_from_file_location(module_name, file)
-    if loader is None or loader.loader is None:
-        raise SpikerollError(f"--fitness {file} is not a Python file; give FILE.py:FN")
-    code = importlib.util.module_from_spec(loader)
-    sys.modules[module_name] = code
-    try:
-        loader.loader.exec_module(code)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything
-        sys.modules.pop(module_name, None)
-        raise SpikerollError(f"--fitness {file}: importing it raised {type(exc).__name__}; fix the file") from None
-    fn = getattr(code, name, None)
-    if not callable(fn):
-        raise SpikerollError(f"--fitness {file} defines no function {name!r}; name it after the colon")
+    fn, _ = import_named(spec, "--fitness", "FN", "my_fitness.py:fitness")
     return fn

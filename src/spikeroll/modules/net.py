@@ -10,9 +10,6 @@ autograd (snnTorch's surrogate gradient).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import traceback
 from pathlib import Path
 
 import torch
@@ -25,58 +22,22 @@ from spikeroll.memory import keep_freed_memory
 from spikeroll.modules.checks import reset_state
 from spikeroll.modules.es import EGGROLL
 from spikeroll.nets.model import ParameterHolder
+from spikeroll.userfile import import_named, raised
 
 UNIT_SAMPLES = 8192  # members x minibatch rows per work unit when --chunk-pairs is not given
-
-
-def _raised(exc: BaseException, file: Path, what: str) -> SpikerollError:
-    """A one-line error for an exception from the user's file: where in the file (the traceback's last
-    frame inside it, or a SyntaxError's own line) and the exception's first line."""
-    line = None
-    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == file.resolve():
-        line = exc.lineno
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if Path(frame.filename).resolve() == file.resolve():
-            line = frame.lineno
-    text = str(exc).strip().splitlines()
-    detail = f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
-    where = f"{file}:{line}" if line else f"{file}"
-    return SpikerollError(f"--model {where}: {what} raised {detail}; fix the file (see docs/modules.md)")
 
 
 def load_factory(spec: str) -> nn.Module:
     """'path/to/file.py:factory' -> the module factory() returns. Importing the file or calling the
     factory runs the user's code: whatever it raises becomes one line naming the file and line."""
-    path, sep, name = str(spec).rpartition(":")
-    if not sep or not path or not name:
-        raise SpikerollError(f"--model {spec!r} must be FILE.py:FACTORY, e.g. examples/snntorch_csnn.py:make_csnn")
-    file = Path(path)
-    try:
-        exists = file.is_file()
-    except (OSError, ValueError):  # a name the OS cannot look up (a NUL byte, too long)
-        exists = False
-    if not exists:
-        raise SpikerollError(f"--model file {path!r} does not exist; give the path of a .py file defining {name}()")
-    module_name = f"spikeroll_user_model_{abs(hash(file.resolve()))}"
-    loader = importlib.util.spec_from_file_location(module_name, file)
-    if loader is None or loader.loader is None:
-        raise SpikerollError(f"--model {file} is not a Python file; give FILE.py:FACTORY")
-    code = importlib.util.module_from_spec(loader)
-    sys.modules[module_name] = code  # dataclasses and pickling look their module up here
-    try:
-        loader.loader.exec_module(code)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything
-        sys.modules.pop(module_name, None)
-        raise _raised(exc, file, "importing it") from None
-    factory = getattr(code, name, None)  # the user's factory, by the name they gave after the colon
-    if not callable(factory):
-        raise SpikerollError(f"--model {file} defines no function {name!r}; name the factory after the colon")
+    factory, file = import_named(spec, "--model", "FACTORY", "examples/snntorch_csnn.py:make_csnn")
+    name = str(spec).rpartition(":")[2]
     try:
         model = factory()
     except SpikerollError:
         raise
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything
-        raise _raised(exc, file, f"{name}()") from None
+        raise raised(exc, file, f"{name}()", "--model") from None
     if not isinstance(model, nn.Module):
         raise SpikerollError(f"--model {spec}: {name}() returned {type(model).__name__}, not a torch.nn.Module")
     return model
