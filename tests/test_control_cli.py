@@ -61,3 +61,21 @@ def test_bad_control_input_is_one_line(tmp_path, args, message):
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+
+
+def test_control_runs_follow_the_run_directory_rules(tmp_path):
+    """The same no-run-lost rules as classification (spikeroll.training.runfiles): --overwrite with a
+    bad setting leaves a finished run whole; a torn last metrics line is skipped on resume."""
+    out = tmp_path / "cp"
+    assert run("train", "--env", "CartPole-v1", "--out", str(out), *SHORT).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = run("train", "--env", "CartPole-v1", "--out", str(out), "--overwrite", *SHORT, "--rank", "999")
+    assert result.exit_code == 2 and "rank=999" in result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with open(out / "metrics.jsonl", "a") as log:
+        log.write('{"generation": 2, "fitn')  # a kill during the write of generation 2's line
+    result = run("train", "--out", str(out), "--resume", "--generations", "3", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "skipped its torn last line" in result.stderr
+    generations = [json.loads(line)["generation"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert generations == [0, 1, 2]

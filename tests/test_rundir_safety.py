@@ -22,6 +22,7 @@ from spikeroll.cli import main
 from spikeroll.errors import SpikerollError
 from spikeroll.training.callbacks import Callback
 from spikeroll.training.rundir import load_checkpoint
+from spikeroll.training.runfiles import RunFiles
 from spikeroll.training.trainer import Trainer
 
 from test_train import metrics, small_config, synthetic_data
@@ -36,6 +37,7 @@ CHILD = textwrap.dedent("""
     import torch
     from spikeroll.errors import SpikerollError
     from spikeroll.training.callbacks import Callback
+    from spikeroll.training.runfiles import RunFiles
     from spikeroll.training.trainer import Trainer
     from test_train import small_config, synthetic_data
 
@@ -54,7 +56,7 @@ CHILD = textwrap.dedent("""
             return real_save(obj, f, *args, **kwargs)
         torch.save = stalled_save
     elif mode == "kill-metrics":  # stall halfway through writing generation 5's metrics line
-        real_log = Trainer._log
+        real_log = RunFiles.log
         def stalled_log(self, log, record):
             if record["generation"] == 5:
                 line = (json.dumps(record) + "\\n").encode()
@@ -62,7 +64,7 @@ CHILD = textwrap.dedent("""
                 print("stalled", flush=True)
                 time.sleep(120)
             return real_log(self, log, record)
-        Trainer._log = stalled_log
+        RunFiles.log = stalled_log
     elif mode == "file-size":  # after generation 2's checkpoint, no file may grow to its size
         class Limit(Callback):
             def on_generation_end(self, trainer, record):
@@ -329,7 +331,7 @@ def test_a_run_killed_while_replacing_another_keeps_it_aside(tmp_path, monkeypat
         return real_step(self)
 
     monkeypatch.setattr(Trainer, "step", dying_step)
-    monkeypatch.setattr(Trainer, "_put_old_run_back", lambda self: None)  # as after kill -9: nothing more runs
+    monkeypatch.setattr(RunFiles, "put_back", lambda self: None)  # as after kill -9: nothing more runs
     with pytest.raises(KeyboardInterrupt):
         Trainer(small_config(generations=2, seed=1), out, data, overwrite=True).run(progress=False)
     (aside,) = out.glob(".replaced-*")

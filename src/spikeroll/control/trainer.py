@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from spikeroll.atomic import save_json
 from spikeroll.control.config import CONTROL_ARCHITECTURE_KEYS, ControlConfig
 from spikeroll.control.envs import (
     EXTRA,
@@ -41,7 +40,8 @@ from spikeroll.es.schedules import schedule_factor
 from spikeroll.es.strategies import EvolutionStrategy
 from spikeroll.nets.model import SpikingNet
 from spikeroll.training.factories import make_optimizer
-from spikeroll.training.rundir import CHECKPOINT, CONFIG, METRICS, REPORT, save_checkpoint
+from spikeroll.training.rundir import CHECKPOINT, CONFIG, check_params, check_tensors, read_state
+from spikeroll.training.runfiles import RunFiles
 
 FORMAT = "spikeroll-control/1"  # the checkpoint layout ControlTrainer.checkpoint writes
 CHECKPOINT_KEYS = ("format", "config", "generation", "elapsed", "env_steps", "stopped", "params", "param_names",
@@ -58,8 +58,9 @@ class ControlTrainer:
                  fitness_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None):
         self.cfg = cfg.validate()
         self.out = Path(out_dir)
+        self.files = RunFiles(self.out)
+        self.files.refuse_existing(resume, overwrite)
         probe = make_env(cfg.env)  # checks the id, its dependencies and its spaces before anything is written
-        self._prepare_run_dir(resume, overwrite)
         self.policy = make_policy(cfg, probe.observation_space, probe.action_space)
         probe.close()
         self.net = self.policy.net
@@ -76,20 +77,10 @@ class ControlTrainer:
         self._val_batch: EnvBatch | None = None
         if resume and (self.out / CHECKPOINT).exists():
             self._restore(load_control_checkpoint(self.out / CHECKPOINT))
-        save_json(self.out / CONFIG, cfg.to_dict())
+        kept = self.files.kept_metrics(self.generation) if resume else None
+        self.files.start(cfg.to_dict(), overwrite, kept)  # everything is checked: only now is the folder changed
 
     # run directory ---------------------------------------------------------------------------
-    def _prepare_run_dir(self, resume: bool, overwrite: bool) -> None:
-        has_run = (self.out / CHECKPOINT).exists() or (self.out / REPORT).exists()
-        if overwrite and self.out.exists():
-            for name in (CHECKPOINT, REPORT, METRICS, CONFIG):
-                (self.out / name).unlink(missing_ok=True)
-        elif has_run and not resume:
-            state = "a finished run" if (self.out / REPORT).exists() else "an unfinished run"
-            raise SpikerollError(f"{self.out} already holds {state}; pass --resume to continue it, "
-                                 "--overwrite to replace it, or choose another --out")
-        self.out.mkdir(parents=True, exist_ok=True)
-
     def _restore(self, state: dict) -> None:
         saved, now = state["config"], self.cfg.to_dict()
         mismatched = [k for k in CONTROL_ARCHITECTURE_KEYS if saved.get(k) != now[k]]
@@ -97,29 +88,25 @@ class ControlTrainer:
             pairs = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {now[k]!r}" for k in mismatched)
             raise SpikerollError(f"checkpoint in {self.out} comes from an incompatible config ({pairs}); "
                                  "resume with the original settings or use --overwrite")
-        check_params(state, self.policy, self.out / CHECKPOINT)
+        check_params(state, self.net, self.out / CHECKPOINT)
         self.net.load_parameters(state["params"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.stats.load_state_dict(state["obs_stats"])
         self.generation, self.elapsed = state["generation"], state["elapsed"]
         self.env_steps, self.stopped = state["env_steps"], state["stopped"]
-        path = self.out / METRICS  # drop lines written after the checkpoint: a resumed log has no duplicates
-        if path.exists():
-            keep = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["generation"] < self.generation]
-            path.write_text("".join(line + "\n" for line in keep))
+        self.files.saved_generation = self.generation
 
     def checkpoint(self) -> None:
-        """Write checkpoint.pt atomically (training.rundir.save_checkpoint)."""
-        save_checkpoint(self.out / CHECKPOINT, {
+        """Write checkpoint.pt atomically (training.runfiles)."""
+        self.files.checkpoint({
             "format": FORMAT, "config": self.cfg.to_dict(), "generation": self.generation,
             "elapsed": self.elapsed, "env_steps": self.env_steps, "stopped": self.stopped,
             "params": [p.detach().cpu() for p in self.net.params.values()],
             "param_names": list(self.net.params), "sizes": self.net.sizes,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "obs_stats": self.stats.state_dict(),
-        })
+        }, self.generation)
 
     # one generation ----------------------------------------------------------------------------
     def step(self) -> dict:
@@ -150,6 +137,9 @@ class ControlTrainer:
         training), checkpoint, evaluate the final mean policy on the test seeds and write report.json."""
         try:
             return self._run(progress, max_seconds)
+        except BaseException:
+            self.files.put_back()  # an overwritten run returns if this one wrote no checkpoint
+            raise
         finally:
             self.close()
 
@@ -169,7 +159,7 @@ class ControlTrainer:
 
         bar = tqdm(total=cfg.generations, initial=self.generation, disable=not progress, desc=cfg.env, unit="gen",
                    dynamic_ncols=True)
-        with open(self.out / METRICS, "a") as log:
+        with self.files.metrics_log() as log:
             while not finished():
                 lr = self.optimizer.param_groups[0]["lr"]
                 generation, start = self.generation, time.perf_counter()
@@ -181,8 +171,7 @@ class ControlTrainer:
                 seconds = time.perf_counter() - start
                 self.elapsed += seconds
                 record["seconds"] = seconds
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+                self.files.log(log, record)
                 if self.generation % cfg.checkpoint_every == 0 or finished():
                     self.checkpoint()
                 bar.update(1)
@@ -212,19 +201,15 @@ class ControlTrainer:
             "sizes": self.net.sizes,
             "torch_threads": torch.get_num_threads(),
         }
-        save_json(self.out / REPORT, report)
+        self.files.report(report)
         return report
 
 
 # reading a run back -------------------------------------------------------------------------------
 def load_control_checkpoint(path: Path) -> dict:
-    """A control checkpoint's state (tensors and plain containers only: nothing in it can run code),
-    checked for every key; any problem is a one-line error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file gets the same advice
-        raise SpikerollError(f"checkpoint {path} cannot be read ({type(exc).__name__}); "
-                             "delete it and start over with --overwrite") from None
+    """A control checkpoint's state (read as classification checkpoints are: tensors and plain
+    containers only, nothing in it can run code), checked for every key; any problem is one line."""
+    state = read_state(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SpikerollError(f"{path} is not a control checkpoint of this spikeroll ({FORMAT}); "
                              "retrain it, or start over with --overwrite")
@@ -232,21 +217,10 @@ def load_control_checkpoint(path: Path) -> dict:
     if missing:
         raise SpikerollError(f"checkpoint {path}: key(s) {', '.join(map(repr, missing))} are missing; "
                              "retrain it, or start over with --overwrite")
+    check_tensors(state, path)
     state["config"] = ControlConfig.from_dict(state["config"], source=f"checkpoint {path}: config").validate()\
         .to_dict()
     return state
-
-
-def check_params(state: dict, policy: SpikingPolicy, path) -> None:
-    """The saved tensors are the policy's: as many, each with its name, shape and dtype."""
-    mine = list(policy.net.params.items())
-    if len(state["params"]) != len(mine) or list(state["param_names"]) != [name for name, _ in mine]:
-        raise SpikerollError(f"checkpoint {path}: params do not match the policy its config builds "
-                             f"({policy.net.sizes}); retrain it, or start over with --overwrite")
-    for value, (name, p) in zip(state["params"], mine):
-        if not isinstance(value, torch.Tensor) or value.shape != p.shape or value.dtype != p.dtype:
-            raise SpikerollError(f"checkpoint {path}: params {name!r} does not fit the policy's "
-                                 f"{tuple(p.shape)} {p.dtype}; retrain it, or start over with --overwrite")
 
 
 def load_policy(run_dir: str | Path) -> tuple[ControlConfig, SpikingPolicy, ObsStats]:
@@ -259,7 +233,7 @@ def load_policy(run_dir: str | Path) -> tuple[ControlConfig, SpikingPolicy, ObsS
     probe = make_env(cfg.env)
     policy = make_policy(cfg, probe.observation_space, probe.action_space)
     probe.close()
-    check_params(state, policy, path)
+    check_params(state, policy.net, path)
     policy.net.load_parameters(state["params"])
     stats = ObsStats(policy.net.sizes[0], cfg.obs_norm, cfg.obs_clip)
     stats.load_state_dict(state["obs_stats"])

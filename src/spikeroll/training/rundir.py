@@ -47,6 +47,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def load_checkpoint(path: Path) -> dict:
     """Read a checkpoint's state dict (tensors and plain containers only: nothing in the file can run
     code) and check it against the checkpoint schema; any problem is a one-line error."""
+    return check_checkpoint(read_state(path), path)
+
+
+def read_state(path: Path):
+    """What a checkpoint file holds, read with `torch.load(weights_only=True)`: tensors and plain
+    containers only, never a pickled object; an unreadable or unsafe file is a one-line error."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable or unsafe file gets the same advice
@@ -54,7 +60,7 @@ def load_checkpoint(path: Path) -> dict:
                 else type(exc).__name__)
         raise SpikerollError(f"checkpoint {path} cannot be read ({kind}); "
                              "delete it and start over with --overwrite") from None
-    return check_checkpoint(state, path)
+    return state
 
 
 def _fail(path, field: str, problem: str) -> SpikerollError:
@@ -90,7 +96,19 @@ def check_checkpoint(state, path) -> dict:
         raise _fail(path, "generation", f"is {_shown(state['generation'])}, not an integer >= 0")
     if not _is_number(state["elapsed"]) or not math.isfinite(state["elapsed"]) or state["elapsed"] < 0:
         raise _fail(path, "elapsed", f"is {_shown(state['elapsed'])}, not a number of seconds >= 0")
-    params, names, sizes = state["params"], state["param_names"], state["sizes"]
+    check_tensors(state, path)
+    sizes = state["sizes"]
+    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2 or not all(_is_int(s) and s >= 1 for s in sizes):
+        raise _fail(path, "sizes", f"is {_shown(sizes)}, not a list of layer widths")
+    for key in ("optimizer", "scheduler"):
+        if not isinstance(state[key], dict):
+            raise _fail(path, key, f"is a {type(state[key]).__name__}, not a state dict")
+    return state
+
+
+def check_tensors(state: dict, path) -> None:
+    """`params` is a list of tensors and `param_names` a list of as many names (any checkpoint's)."""
+    params, names = state["params"], state["param_names"]
     if not isinstance(params, (list, tuple)):
         raise _fail(path, "params", f"is a {type(params).__name__}, not a list of tensors")
     for i, value in enumerate(params):
@@ -100,12 +118,6 @@ def check_checkpoint(state, path) -> dict:
         raise _fail(path, "param_names", "is not a list of names")
     if len(names) != len(params):
         raise _fail(path, "param_names", f"has {len(names)} names for {len(params)} tensors")
-    if not isinstance(sizes, (list, tuple)) or len(sizes) < 2 or not all(_is_int(s) and s >= 1 for s in sizes):
-        raise _fail(path, "sizes", f"is {_shown(sizes)}, not a list of layer widths")
-    for key in ("optimizer", "scheduler"):
-        if not isinstance(state[key], dict):
-            raise _fail(path, key, f"is a {type(state[key]).__name__}, not a state dict")
-    return state
 
 
 def _fits(value, hint) -> bool:

@@ -5,25 +5,18 @@ The Trainer does not know which strategy it runs: `spikeroll.training.estimator.
 the estimator (EGGROLL, OpenAI-ES or BPTT) and where the population is evaluated.
 
 No run is lost: the Trainer builds and checks the whole new run (network, estimator, optimiser, a
-checkpoint to resume or a run to start from) before it touches the run directory; `overwrite` moves
-the old run's files aside (OUT/.replaced-TIME/) and deletes them only once the new run has written
-its first checkpoint, putting them back if it fails before that. A full disk, a read-only folder or
-a file-size limit while writing is a one-line error naming the intact checkpoint."""
+checkpoint to resume or a run to start from) before it touches the run directory, then writes it by
+the rules of `spikeroll.training.runfiles` (an overwritten run kept until the first checkpoint, fsynced
+metrics, one-line disk errors naming the intact checkpoint)."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from spikeroll.atomic import atomic_write, fsync_dir, is_disk_error, save_json
 from spikeroll.config import ARCHITECTURE_KEYS, TrainConfig
 from spikeroll.data.minibatch import minibatch
 from spikeroll.errors import SpikerollError
@@ -36,18 +29,12 @@ from spikeroll.training.evaluation import accuracy, accuracy_and_counts
 from spikeroll.training.factories import make_network, make_optimizer, resolve_device
 from spikeroll.training.rundir import (
     CHECKPOINT,
-    CONFIG,
-    METRICS,
-    REPORT,
     check_params,
     check_training_state,
     load_checkpoint,
     load_trained,
-    save_checkpoint,
 )
-
-RUN_FILES = (CHECKPOINT, REPORT, METRICS, CONFIG)
-REPLACED = ".replaced-"  # prefix of the folder an overwritten run waits in until the first checkpoint
+from spikeroll.training.runfiles import RunFiles
 
 
 class Trainer:
@@ -59,9 +46,8 @@ class Trainer:
         self.out = Path(out_dir)
         self.data = data
         self.callbacks = list(callbacks)
-        self.saved_generation: int | None = None  # the checkpoint on disk that is intact
-        self._replaced: Path | None = None  # where an overwritten run waits until the first checkpoint
-        self._check_run_dir(resume, overwrite)
+        self.files = RunFiles(self.out)
+        self.files.refuse_existing(resume, overwrite)
         self.device = resolve_device(cfg.device)
         in_features = input_features(tuple(data.train.frames.shape[2:]), cfg.pool)  # one time bin
         self.net = make_network(cfg, in_features, int(data.classes), self.device)
@@ -78,88 +64,10 @@ class Trainer:
                                      "imported network as Trainer(..., init_net=...)")
             source = init_net if init_net is not None else load_trained(cfg.init_from, model=cfg.model)[1]
             self._initialise_from(source, cfg.init_from or "network")
-        kept = self._kept_metrics(self.generation) if resume else None
-        # everything is checked: only now is the run directory changed
-        with self._disk(CONFIG):
-            try:
-                if overwrite:
-                    self._move_old_run_aside()
-                self.out.mkdir(parents=True, exist_ok=True)
-                for name in RUN_FILES:  # temp files of writes that a kill interrupted (spikeroll.atomic)
-                    for stale in self.out.glob(f".{name}.*.tmp"):
-                        stale.unlink(missing_ok=True)
-                if kept is not None:
-                    with self._disk(METRICS):
-                        atomic_write(self.out / METRICS, lambda h: h.write("".join(kept).encode()))
-                save_json(self.out / CONFIG, cfg.to_dict())
-            except BaseException:
-                self._put_old_run_back()
-                raise
+        kept = self.files.kept_metrics(self.generation) if resume else None
+        self.files.start(cfg.to_dict(), overwrite, kept)  # everything is checked: only now is the folder changed
 
     # run directory ---------------------------------------------------------------------------
-    def _check_run_dir(self, resume: bool, overwrite: bool) -> None:
-        """Refuse to start over a run that --resume or --overwrite should name; changes nothing."""
-        if overwrite or resume:
-            return
-        if (self.out / CHECKPOINT).exists() or (self.out / REPORT).exists():
-            state = "a finished run" if (self.out / REPORT).exists() else "an unfinished run"
-            raise SpikerollError(f"{self.out} already holds {state}; pass --resume to continue it, "
-                                 "--overwrite to replace it, or choose another --out")
-        metrics = self.out / METRICS
-        if metrics.exists() and metrics.stat().st_size:
-            kept = sorted(self.out.glob(f"{REPLACED}*"))  # a run --overwrite was replacing when this one stopped
-            note = f"; the run it was replacing is kept in {kept[-1]}" if kept else ""
-            raise SpikerollError(f"{self.out} holds {METRICS} but no {CHECKPOINT} (a run stopped before its first "
-                                 f"checkpoint{note}); pass --overwrite to replace it, --resume to start it again from "
-                                 "generation 0, or choose another --out")
-
-    def _move_old_run_aside(self) -> None:
-        old = [name for name in RUN_FILES if (self.out / name).exists()]
-        if not old:
-            return
-        aside = self.out / f"{REPLACED}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-        aside.mkdir()
-        self._replaced = aside  # from here on a failure puts back what was moved
-        for name in old:
-            os.replace(self.out / name, aside / name)
-        fsync_dir(self.out)
-
-    def _put_old_run_back(self) -> None:
-        """The new run failed before its first checkpoint: the overwritten run's files return."""
-        aside, self._replaced = self._replaced, None
-        if aside is None:
-            return
-        with contextlib.suppress(OSError):  # if even this fails, the old files stay in `aside`
-            for name in RUN_FILES:
-                if (aside / name).exists():
-                    os.replace(aside / name, self.out / name)
-                else:
-                    (self.out / name).unlink(missing_ok=True)
-            aside.rmdir()
-
-    def _drop_old_run(self) -> None:
-        aside, self._replaced = self._replaced, None
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
-
-    @contextlib.contextmanager
-    def _disk(self, name: str):
-        """A full disk, read-only folder or file-size limit while writing `name`: one line saying
-        which checkpoint is intact and how to go on."""
-        try:
-            yield
-        except OSError as exc:
-            if not is_disk_error(exc):
-                raise
-            if self.saved_generation is not None:
-                intact = (f"its checkpoint of generation {self.saved_generation} is intact: free some space or make "
-                          "the folder writable, then continue with --resume")
-            else:
-                back = " (the run it was replacing is put back)" if self._replaced is not None else ""
-                intact = (f"no checkpoint of this run was written yet{back}: free some space or make the folder "
-                          "writable, then start it again")
-            raise SpikerollError(f"cannot write {self.out / name} ({os.strerror(exc.errno)}); {intact}") from None
-
     def _restore(self, state: dict) -> None:
         path = self.out / CHECKPOINT
         saved = state["config"]
@@ -180,7 +88,7 @@ class Trainer:
                                  f"({type(exc).__name__}); resume with the original settings or use --overwrite") \
                 from None
         self.generation, self.elapsed = state["generation"], state["elapsed"]
-        self.saved_generation = self.generation
+        self.files.saved_generation = self.generation
 
     def _initialise_from(self, source: Network, origin: str) -> None:
         """Copy the parameters of another network (fine-tuning, e.g. simulated -> real): another run's,
@@ -190,56 +98,14 @@ class Trainer:
                                  "use the same --hidden and input size")
         self.net.load_parameters(source.params.values())
 
-    def _kept_metrics(self, generation: int) -> list[str] | None:
-        """The metric lines of generations before `generation` (a resumed run's log then has no
-        duplicates), or None when there is no log. A torn last line (a kill during its write) is
-        dropped with a warning on stderr; a damaged line before it is an error."""
-        path = self.out / METRICS
-        if not path.exists():
-            return None
-        lines = path.read_bytes().decode(errors="replace").split("\n")
-        complete, tail = lines[:-1], lines[-1]  # `tail`: after the last newline, empty unless torn
-        keep = []
-        for number, line in enumerate(complete, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                record_generation = record["generation"]
-                if not isinstance(record_generation, int):
-                    raise TypeError
-            except (ValueError, KeyError, TypeError):
-                if number == len(complete) and not tail.strip():
-                    tail = line  # the last line, torn as it was written
-                    break
-                raise SpikerollError(f"{path} line {number} is not a metrics record; fix or delete that line, or "
-                                     "start over with --overwrite") from None
-            if record_generation < generation:
-                keep.append(line + "\n")
-        if tail.strip():
-            print(f"warning: {path}: skipped its torn last line (the run was stopped while writing it)",
-                  file=sys.stderr)
-        return keep
-
     def checkpoint(self) -> None:
         """Write checkpoint.pt atomically: config, generation, parameters, optimiser and scheduler."""
-        with self._disk(CHECKPOINT):
-            save_checkpoint(self.out / CHECKPOINT, {
-                "format": 1, "config": self.cfg.to_dict(), "generation": self.generation, "elapsed": self.elapsed,
-                "params": [p.detach().cpu() for p in self.net.params.values()],
-                "param_names": list(self.net.params), "sizes": self.net.sizes,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            })
-        self.saved_generation = self.generation
-        self._drop_old_run()
-
-    def _log(self, log, record: dict) -> None:
-        """Append one metrics line and put it on disk (flushed and fsynced)."""
-        with self._disk(METRICS):
-            data = memoryview((json.dumps(record) + "\n").encode())
-            while data:  # an unbuffered file may take part of it, then fail on the rest
-                data = data[log.write(data):]
-            os.fsync(log.fileno())
+        self.files.checkpoint({
+            "format": 1, "config": self.cfg.to_dict(), "generation": self.generation, "elapsed": self.elapsed,
+            "params": [p.detach().cpu() for p in self.net.params.values()],
+            "param_names": list(self.net.params), "sizes": self.net.sizes,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        }, self.generation)
 
     # one generation ----------------------------------------------------------------------------
     def minibatch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,7 +141,7 @@ class Trainer:
         try:
             return self._run(progress, max_seconds)
         except BaseException:
-            self._put_old_run_back()  # an overwritten run returns if this one wrote no checkpoint
+            self.files.put_back()  # an overwritten run returns if this one wrote no checkpoint
             raise
         finally:  # an estimator holding workers (spikeroll.training.distributed) lets them go, even on an error
             self.estimator.close()
@@ -289,7 +155,7 @@ class Trainer:
 
         for callback in self.callbacks:
             callback.on_run_start(self)
-        with self._disk(METRICS), open(self.out / METRICS, "ab", buffering=0) as log:
+        with self.files.metrics_log() as log:
             while not finished():
                 lr = self.optimizer.param_groups[0]["lr"]
                 generation, start = self.generation, time.perf_counter()
@@ -302,7 +168,7 @@ class Trainer:
                 done = finished()
                 if self.generation % cfg.eval_every == 0 or done:
                     record.update(self.evaluate())
-                self._log(log, record)
+                self.files.log(log, record)
                 if self.generation % cfg.checkpoint_every == 0 or done:
                     self.checkpoint()
                 for callback in self.callbacks:
@@ -331,6 +197,5 @@ class Trainer:
             "torch_threads": torch.get_num_threads(),
             "device": str(self.device),
         }
-        with self._disk(REPORT):
-            save_json(self.out / REPORT, report)
+        self.files.report(report)
         return report
