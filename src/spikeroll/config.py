@@ -171,19 +171,24 @@ class TrainConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
         """A config from a JSON or TOML file (`--config`); any problem is a one-line error naming the file."""
-        path = Path(path)
-        if not path.is_file():
-            raise SpikerollError(f"config file {path} does not exist; check the --config path")
-        loads = _toml_loads if path.suffix == ".toml" else json.loads
-        try:
-            values = loads(path.read_text())
-        except OSError as exc:
-            raise SpikerollError(f"config file {path} cannot be read ({exc.strerror or exc}); "
-                                 "check its permissions") from None
-        except (ValueError, RecursionError) as exc:  # json's and tomllib's decode errors are both ValueErrors
-            raise SpikerollError(f"config file {path} is not valid JSON/TOML ({_first_line(exc)}); "
-                                 "fix the file") from None
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(read_settings(path), source=str(path))
+
+
+def read_settings(path: str | Path):
+    """The parsed contents of a JSON or TOML settings file (`--config`; control configs too); a
+    missing, unreadable or malformed file is a one-line error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpikerollError(f"config file {path} does not exist; check the --config path")
+    loads = _toml_loads if path.suffix == ".toml" else json.loads
+    try:
+        return loads(path.read_text())
+    except OSError as exc:
+        raise SpikerollError(f"config file {path} cannot be read ({exc.strerror or exc}); "
+                             "check its permissions") from None
+    except (ValueError, RecursionError) as exc:  # json's and tomllib's decode errors are both ValueErrors
+        raise SpikerollError(f"config file {path} is not valid JSON/TOML ({_first_line(exc)}); "
+                             "fix the file") from None
 
 
 def _toml_loads(text: str) -> dict:

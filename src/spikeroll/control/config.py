@@ -9,13 +9,21 @@ the shared ES machinery (`es.estimators.ESEstimator`, `es.schedules.sigma_at`,
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spikeroll.config import OPTIMIZERS, RESETS, SCHEDULES, SEED_RANGE, SHAPINGS, check_population, check_rank
+from spikeroll.config import (
+    OPTIMIZERS,
+    RESETS,
+    SCHEDULES,
+    SEED_RANGE,
+    SHAPINGS,
+    check_population,
+    check_rank,
+    read_settings,
+)
 from spikeroll.errors import SpikerollError
 
 CONTROL_STRATEGIES = ("eggroll", "openes")  # the population strategies a rollout fitness can drive
@@ -124,31 +132,12 @@ class ControlConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> ControlConfig:
         """A config from a TOML or JSON file (configs/control/*.toml); any problem is a one-line error."""
-        path = Path(path)
-        if not path.is_file():
-            raise SpikerollError(f"config file {path} does not exist; check the --config path")
-        try:
-            text = path.read_text()
-            values = _toml_loads(text) if path.suffix == ".toml" else json.loads(text)
-        except OSError as exc:
-            raise SpikerollError(f"config file {path} cannot be read ({exc.strerror or exc})") from None
-        except ValueError as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise SpikerollError(f"config file {path} is not valid JSON/TOML ({first}); fix the file") from None
-        return cls.from_dict(values, source=str(path))
+        return cls.from_dict(read_settings(path), source=str(path))
 
     @classmethod
     def for_env(cls, env: str, **overrides) -> ControlConfig:
         """The shipped defaults of `env` (ENV_DEFAULTS; the plain defaults for other envs) with `overrides`."""
         return cls.from_dict({"env": env, **ENV_DEFAULTS.get(env, {}), **overrides}, source=f"config for {env}")
-
-
-def _toml_loads(text: str) -> dict:
-    try:
-        import tomllib  # Python 3.11+
-    except ModuleNotFoundError:  # Python 3.10: tomli, a dependency there
-        import tomli as tomllib
-    return tomllib.loads(text)
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ControlConfig)}
