@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spikeroll.config import TrainConfig, parse_widths
+from spikeroll.config import TrainConfig, parse_widths, read_settings
 from spikeroll.control.config import FIELDS as CONTROL_FIELDS
 from spikeroll.control.config import ControlConfig
 from spikeroll.control.trainer import evaluate_control, folded_network, is_control_run, play, train_control
@@ -121,7 +121,7 @@ def control_config(env: str | None, config_file: str | None, out_dir: str | Path
     values = ControlConfig.from_file(config_file).to_dict() if config_file else {}
     saved = Path(out_dir) / "config.json" if out_dir is not None else None
     if saved is not None and saved.exists():
-        values.update(ControlConfig.from_dict(read_json(saved), source=str(saved)).to_dict())
+        values.update(ControlConfig.from_dict(read_settings(saved), source=str(saved)).to_dict())
     env = env or values.get("env")
     if not env:
         raise SpikerollError("a control run needs --env ID, e.g. --env CartPole-v1")
@@ -130,19 +130,6 @@ def control_config(env: str | None, config_file: str | None, out_dir: str | Path
                              "pass the same --env or another --out")
     values.pop("env", None)
     return ControlConfig.for_env(env, **{**values, **typed}).validate()
-
-
-def read_json(path: Path) -> dict:
-    """A JSON object from a file; anything else is a one-line error naming the file."""
-    import json
-
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SpikerollError(f"{path} cannot be read as JSON ({type(exc).__name__}); fix or remove it") from None
-    if not isinstance(values, dict):
-        raise SpikerollError(f"{path} holds a {type(values).__name__}, not a table of settings")
-    return values
 
 
 def train_control_run(cfg: ControlConfig, out_dir: str | Path = "runs/latest", *, resume: bool = False,
