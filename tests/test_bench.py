@@ -82,3 +82,21 @@ def test_synthetic_data_declares_classes_and_sensor_size():
     assert data.classes == 10 and data.sensor_size == (34, 34, 2)  # tonic's NMNIST.sensor_size
     flat = bench.synthetic_data(BenchConfig(input=100, time_bins=4, batch_size=4))
     assert flat.sensor_size == (1, 1, 100) and flat.train.frames.shape[1:] == (4, 100, 1, 1)
+
+
+def test_bptt_case_is_measured_when_asked_for(in_process):
+    """`--cases eggroll,bptt` measures exactly those two; the default set leaves BPTT out."""
+    result = CliRunner().invoke(main, ["bench", "--json", "--cases", "eggroll,bptt", *TINY])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out["seconds"]) == set(out["peak_bytes"]) == {"eggroll", "bptt"}
+    assert all(v > 0 for v in out["seconds"].values())
+    assert bench.DEFAULT_CASES == ("eggroll", "openes", "inference")
+
+
+def test_unknown_bench_case_is_one_line():
+    """A case that does not exist is a one-line usage error listing the ones that do."""
+    result = CliRunner().invoke(main, ["bench", "--cases", "eggroll,adam"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--cases 'eggroll,adam' names no known case (adam)" in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -302,18 +302,21 @@ def export_loihi(run_dir, out, model):
 @click.option("--warmup", default=1, show_default=True, help="Untimed warm-up runs per case.")
 @click.option("--threads", type=int, default=None, help="torch threads for every case [default: torch's default].")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda[:i] or auto.")
+@click.option("--cases", default="eggroll,openes,inference", show_default=True,
+              help="Cases to measure, comma-separated: eggroll, openes, inference, bptt (one BPTT step).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
-def bench(hidden, population, batch_size, time_bins, rank, input_size, density, repeats, warmup, threads, device, as_json):
+def bench(hidden, population, batch_size, time_bins, rank, input_size, density, repeats, warmup, threads, device,
+          cases, as_json):
     """Time one generation of EGGROLL vs full-rank OpenAI-ES vs plain inference, with peak memory.
 
     Same network, synthetic data and thread count for every case; each case runs in a fresh process.
     """
-    from spikeroll.tools.bench import BenchConfig, format_report, run_bench
+    from spikeroll.tools.bench import BenchConfig, format_report, parse_cases, run_bench
 
     cfg = BenchConfig(hidden=parse_widths(hidden), population=population, batch_size=batch_size,
                       time_bins=time_bins, rank=rank, input=input_size, density=density, repeats=repeats,
                       warmup=warmup, threads=threads, device=device).validate()
-    result = run_bench(cfg)
+    result = run_bench(cfg, parse_cases(cases))
     click.echo(json.dumps(result) if as_json else format_report(result))
 
 

@@ -24,6 +24,10 @@ from spikeroll.errors import SpikerollError
 from spikeroll.nets import kernels
 from spikeroll.nets.counts import SpikeCounts
 
+# The most bytes a population forward keeps for the inputs every member shares (the minibatch's
+# float inputs and first-layer current); above it the minibatch runs in blocks of samples.
+SHARED_INPUT_BUDGET_BYTES = 128 << 20
+
 
 @dataclass
 class LayerNoise:
@@ -357,16 +361,45 @@ class SpikingNet(ParameterHolder):
                     spikes[i].append(s)
             return out
 
+        def population(h, first_base):
+            chunk = chunk_pairs or pairs
+            return torch.cat([run(h, noise(range(s, min(s + chunk, pairs))), first_base)
+                              for s in range(0, pairs, chunk)])
+
         if not callable(noise):
             out = run(self._inputs(frames), noise)
+        elif shared is not None or (step := self.sample_block(frames)) >= len(frames):
+            out = population(*(shared if shared is not None else self.shared_input(frames)))
         else:
-            h, first_base = shared if shared is not None else self.shared_input(frames)
-            chunk = chunk_pairs or pairs
-            out = torch.cat([run(h, noise(range(s, min(s + chunk, pairs))), first_base)
-                             for s in range(0, pairs, chunk)])
+            # Long recordings: the minibatch's float inputs and first-layer current, shared by all
+            # members, grow with T·B; in blocks of samples they stay within a fixed budget, so a
+            # generation's memory does not grow with T. A sample's logits do not depend on the
+            # other samples, so the blocks' logits are concatenated; spike counts are added up.
+            blocks, totals = [], None
+            for start in range(0, len(frames), step):
+                blocks.append(population(*self.shared_input(frames[start:start + step])))
+                if counts is not None:
+                    found = [torch.cat(s) for s in spikes]
+                    totals = found if totals is None else [a + b for a, b in zip(totals, found)]
+                    for s in spikes:
+                        s.clear()
+            out = torch.cat(blocks, dim=1)
+            if counts is not None:
+                for s, total in zip(spikes, totals):
+                    s.append(total)
         if counts is not None:
             counts.append(self._counts(frames, [torch.cat(s) for s in spikes]))
         return out
+
+    def sample_block(self, frames: torch.Tensor) -> int:
+        """Samples per block of a population forward: all of them unless the minibatch's float
+        inputs and first-layer current (each T·(inputs + width)·4 bytes a sample, twice for the
+        transposed copies) exceed SHARED_INPUT_BUDGET_BYTES; whole kernel blocks of 64 when above 64."""
+        per_sample = 2 * 4 * int(frames.shape[1]) * (self.sizes[0] + self.sizes[1])
+        fits = max(1, SHARED_INPUT_BUDGET_BYTES // per_sample)
+        if fits >= len(frames):
+            return len(frames)
+        return fits // 64 * 64 if fits >= 64 else fits
 
     def _counts(self, frames: torch.Tensor, spikes: list[torch.Tensor]) -> SpikeCounts:
         """SpikeCounts of a forward on `frames` (B, T, ...): input events Σ|v| of the frames as given."""

@@ -7,6 +7,10 @@ Cases (each measured in a fresh Python subprocess, warm-up then the median of K 
 * eggroll    one full `Trainer.step()` (minibatch, noise, population forward, fitness, shaping,
              ES update, optimizer step) with rank-r perturbations;
 * openes     the same generation with full-rank noise (strategy "openes");
+* bptt       (only when asked for: `--cases eggroll,bptt`) one surrogate-gradient BPTT step on one
+             minibatch of the same batch size: the forward stores every time step for the
+             backward pass, so its memory grows with T while an ES generation's does not
+             (`benchmarks/memory_vs_T.py`);
 * inference  the unperturbed network evaluating population x batch *distinct* samples with the same
              forward code (`population_logits` without noise), in batches sized to the trainer's
              activation budget (`ACTIVATION_BUDGET_BYTES`, the same budget that sizes EGGROLL's pair
@@ -48,7 +52,8 @@ from spikeroll.tools.isolate import run_isolated
 from spikeroll.training.factories import make_network, resolve_device
 from spikeroll.training.trainer import Trainer
 
-CASES = ("eggroll", "openes", "inference")
+CASES = ("eggroll", "openes", "inference", "bptt")
+DEFAULT_CASES = ("eggroll", "openes", "inference")
 CLASSES = 10
 NMNIST_INPUT = 2 * 34 * 34
 # Inference stores population x batch distinct samples as uint8; beyond this the pool is cycled.
@@ -231,10 +236,10 @@ def run_case(cfg: BenchConfig, case: str) -> dict:
     device = resolve_device(cfg.device)
     torch.matmul(torch.ones(64, 64, device=device), torch.ones(64, 64, device=device))  # library init
     with tempfile.TemporaryDirectory() as tmp:
-        if case in ("eggroll", "openes"):
+        if case in ("eggroll", "openes", "bptt"):
             trainer = Trainer(train_config(cfg, case), tmp, synthetic_data(cfg), overwrite=True)
 
-            work = trainer.step  # one generation; each call advances it (fresh noise and minibatch)
+            work = trainer.step  # one generation (BPTT: one step); each call advances it
         else:
             net = make_network(train_config(cfg, "eggroll"), cfg.input, CLASSES, device)
             total = cfg.population * cfg.batch_size
@@ -270,7 +275,17 @@ def measure_case(cfg: BenchConfig, case: str, timeout: float | None = None) -> d
     raise SpikerollError(f"bench case {case} failed in its subprocess: {outcome.failure}")
 
 
-def run_bench(cfg: BenchConfig, cases=CASES) -> dict:
+def parse_cases(text: str) -> tuple[str, ...]:
+    """--cases "eggroll,bptt" as a tuple, or a SpikerollError naming the unknown case."""
+    cases = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [case for case in cases if case not in CASES]
+    if unknown or not cases:
+        raise SpikerollError(f"--cases {text!r} names no known case ({', '.join(unknown) or 'empty'}); "
+                             f"choose from {','.join(CASES)}")
+    return cases
+
+
+def run_bench(cfg: BenchConfig, cases=DEFAULT_CASES) -> dict:
     """The `spikeroll bench --json` object: config, median seconds and peak bytes per case, threads."""
 
     cfg = dataclasses.replace(cfg, threads=cfg.threads or torch.get_num_threads()).validate()
@@ -318,15 +333,18 @@ def format_report(result: dict) -> str:
     for case in sec:
         lines.append(f"{case:<10} {sec[case]:>12.4f} {_ratio(sec[case], sec.get('eggroll', 0)):>10} "
                      f"{_mib(mem[case]):>9} {_ratio(mem[case], mem.get('eggroll', 0)):>10}")
-    lines += [
-        "",
-        f"full-rank noise for the whole population (N·Σm·n·4): {_mib(c['full_rank_noise_bytes'])} MiB"
-        + (f" vs openes peak {_mib(mem['openes'])} MiB" if "openes" in mem else "")
-        + f"; the trainer draws it {c['openes_chunk_pairs']} pairs at a time "
-        f"({_mib(c['openes_chunk_pairs'] * c['full_rank_noise_bytes'] / c['population'])} MiB per chunk)",
-        f"inference: {c['inference_samples']} samples (N x B; {c['inference_distinct']} distinct, cycled beyond) "
-        f"in batches of {c['inference_batch']} (inputs + one layer's currents within the trainer's "
-        "activation budget)",
-        f"peak memory = {c['memory_method']}",
-    ]
+    lines.append("")
+    if "openes" in mem:
+        lines.append(
+            f"full-rank noise for the whole population (N·Σm·n·4): {_mib(c['full_rank_noise_bytes'])} MiB"
+            f" vs openes peak {_mib(mem['openes'])} MiB; the trainer draws it {c['openes_chunk_pairs']} pairs at "
+            f"a time ({_mib(c['openes_chunk_pairs'] * c['full_rank_noise_bytes'] / c['population'])} MiB per chunk)")
+    if "inference" in mem:
+        lines.append(
+            f"inference: {c['inference_samples']} samples (N x B; {c['inference_distinct']} distinct, cycled "
+            f"beyond) in batches of {c['inference_batch']} (inputs + one layer's currents within the trainer's "
+            "activation budget)")
+    if "bptt" in mem:
+        lines.append(f"bptt: one surrogate-gradient step on one minibatch of {c['batch_size']} (all T steps stored)")
+    lines.append(f"peak memory = {c['memory_method']}")
     return "\n".join(lines)

@@ -9,9 +9,22 @@ from spikeroll.errors import SpikerollError
 from spikeroll.nets.counts import SpikeCounts
 from spikeroll.nets.model import SpikingNet
 
+EVAL_BATCH = 1000  # recordings per evaluation pass, fewer when their float frames pass the budget
+EVAL_FRAMES_BUDGET_BYTES = 256 << 20
+
+
+def eval_batch(split, batch: int | None) -> int:
+    """Recordings per evaluation pass: `batch` when given, else EVAL_BATCH, or as many as fit
+    EVAL_FRAMES_BUDGET_BYTES as float32 frames (long recordings: T = 300 bins of 2·34·34 pixels are
+    2.8 MB each), so evaluating a split does not cost more memory than training does."""
+    if batch:
+        return batch
+    per_recording = 4 * max(1, split.frames[0].numel())
+    return max(1, min(EVAL_BATCH, EVAL_FRAMES_BUDGET_BYTES // per_recording))
+
 
 @torch.no_grad()
-def accuracy_and_counts(net, split, prefix: str = "", batch: int = 1000) -> dict:
+def accuracy_and_counts(net, split, prefix: str = "", batch: int | None = None) -> dict:
     """{prefix}accuracy of the plain network on a split, and, for networks that count spikes
     (spikeroll.nets.counts), its SynOps per inference and firing rates on that split, in one pass:
     {prefix}synops, {prefix}synops_hidden, {prefix}rate_layer{i}. {} when the split is absent;
@@ -20,6 +33,7 @@ def accuracy_and_counts(net, split, prefix: str = "", batch: int = 1000) -> dict
         return {f"{prefix}accuracy": None}
     if not getattr(net, "counts_spikes", False):
         return {f"{prefix}accuracy": accuracy(net, split, batch)}
+    batch = eval_batch(split, batch)
     correct, parts = 0, []
     for start in range(0, len(split.labels), batch):
         frames = split.frames[start : start + batch].to(net.device, torch.float32)
@@ -42,7 +56,7 @@ def merge_samples(parts: list[SpikeCounts]) -> SpikeCounts:
 
 
 @torch.no_grad()
-def accuracy(net, split, batch: int = 1000, tta_shift: int = 0) -> float | None:
+def accuracy(net, split, batch: int | None = None, tta_shift: int = 0) -> float | None:
     """Accuracy of the plain network on a data split (None when the split is absent).
 
     `net` is anything with `.logits(frames) -> (B, classes)` and `.device`. tta_shift > 0 is
@@ -53,7 +67,7 @@ def accuracy(net, split, batch: int = 1000, tta_shift: int = 0) -> float | None:
         raise SpikerollError(f"tta_shift={tta_shift} must be >= 0 (0 = one pass per recording)")
     if split is None or len(split.labels) == 0:
         return None
-    correct = 0
+    batch, correct = eval_batch(split, batch), 0
     for start in range(0, len(split.labels), batch):
         frames = split.frames[start : start + batch].to(net.device, torch.float32)
         if tta_shift == 0:
@@ -66,7 +80,7 @@ def accuracy(net, split, batch: int = 1000, tta_shift: int = 0) -> float | None:
 
 
 @torch.no_grad()
-def early_exit(net, split, confidence: float, prefix: str = "", batch: int = 1000) -> dict:
+def early_exit(net, split, confidence: float, prefix: str = "", batch: int | None = None) -> dict:
     """Early decision on a split (the float LIF network, PyTorch path): each recording is classified
     at the first time bin t where the readout's softmax confidence, max softmax(logits so far),
     reaches `confidence`, or at the last bin. Logits so far are those of the recording cut after
@@ -81,7 +95,7 @@ def early_exit(net, split, confidence: float, prefix: str = "", batch: int = 100
         raise SpikerollError(f"early-exit confidence {confidence} must be in (0, 1], e.g. 0.9")
     if split is None or len(split.labels) == 0:
         return {f"{prefix}early_accuracy": None}
-    sizes = net.sizes
+    sizes, batch = net.sizes, eval_batch(split, batch)
     correct = bins = synops = hidden = 0.0
     weight, bias = net.layer_params()[-1]
     for start in range(0, len(split.labels), batch):
