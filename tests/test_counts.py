@@ -241,7 +241,7 @@ def one_line_error(result, *fragments):
     (["--objective", "synops", "--synops-weight", "-1"], ["synops_weight=-1"]),
     (["--objective", "budget"], ["--synops-budget"]),
     (["--objective", "budget", "--synops-budget", "-3"], ["synops_budget=-3"]),
-    (["--objective", "synops", "--workers", "2"], ["Ray workers", "--objective ce"]),
+    (["--fitness", "mine.py:fn", "--workers", "2"], ["--fitness runs in this process only", "--objective"]),
     (["--objective", "synops", "--strategy", "bptt"], ["bptt"]),
     (["--fitness", "nowhere.py:fn"], ["nowhere.py"]),
 ])

@@ -48,6 +48,7 @@ import logging
 import os
 import pickle
 import resource
+import socket
 import time
 import warnings
 import zlib
@@ -124,6 +125,7 @@ def join_ray(address: str) -> None:
     """Connect this process to the running Ray cluster at `address`, warning (one line) when it
     was joined without token authentication; a cluster that cannot be joined is a one-line error."""
     ray = import_ray()
+    check_listening(address)
     try:
         ray.init(address=address, **RAY_QUIET)
     except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the advice is the same
@@ -134,6 +136,24 @@ def join_ray(address: str) -> None:
     if not token_auth_enabled():
         log.warning("spikeroll: joined the Ray cluster at %s without token authentication (RAY_AUTH_MODE is not "
                     "'token'): anyone who can reach its ports can run code on it; see docs/distributed.md", address)
+
+
+def check_listening(address: str, timeout: float = 5.0) -> None:
+    """A one-line error when nothing accepts a TCP connection at a HOST:PORT address (ray:// too).
+
+    Why: ray.init keeps retrying an address where no cluster listens for minutes (its GCS connect
+    and cluster-id timeouts, then more), so a typo would look like a hang. "auto" and other
+    addresses without a port are left to Ray, which fails fast on them."""
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or LOOPBACK, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SpikerollError(
+            f"cannot join the Ray cluster at {address!r} (nothing answers at {host or LOOPBACK}:{port}: {reason}); "
+            "start one with `ray start --head` (docs/distributed.md) or fix --ray-address") from None
 
 
 def token_auth_enabled() -> bool:
