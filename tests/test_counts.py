@@ -241,7 +241,6 @@ def one_line_error(result, *fragments):
     (["--objective", "synops", "--synops-weight", "-1"], ["synops_weight=-1"]),
     (["--objective", "budget"], ["--synops-budget"]),
     (["--objective", "budget", "--synops-budget", "-3"], ["synops_budget=-3"]),
-    (["--fitness", "mine.py:fn", "--workers", "2"], ["--fitness runs in this process only", "--objective"]),
     (["--objective", "synops", "--strategy", "bptt"], ["bptt"]),
     (["--fitness", "nowhere.py:fn"], ["nowhere.py"]),
 ])

@@ -142,6 +142,29 @@ def test_synops_objective_on_workers_equals_the_local_run(digits, local_ray, tmp
     assert all(r["synops"] > r["synops_hidden"] > 0 for r in run_metrics(tmp_path / "ray"))  # counted, and compared
 
 
+def test_fitness_file_on_workers_equals_the_local_run(digits, local_ray, tmp_path):
+    """--fitness FILE.py:FN on 2 workers: the file's bytes travel with the actor (no shared path is
+    read: the file is renamed away before the workers start), and a per-member function gives the
+    single-process bits."""
+    source = tmp_path / "frugal.py"
+    source.write_text("def fitness(logits, labels, counts):\n"
+                      "    hit = (logits.argmax(-1) == labels).float().mean(1)\n"
+                      "    return hit - 1e-4 * counts['synops_hidden'].float()\n")
+    settings = dict(fitness=f"{source}:fitness", generations=3, eval_every=3, checkpoint_every=3)
+    train_run(config(**settings), tmp_path / "local", data=digits, progress=False)
+
+    class Hide(Callback):
+        """Moves the file away once the driver has read it (before the first generation starts the workers)."""
+
+        def on_run_start(self, trainer):
+            """Rename the fitness file."""
+            source.rename(tmp_path / "moved.py")
+
+    train_run(config(workers=2, threads_per_worker=1, **settings), tmp_path / "ray", data=digits, progress=False,
+              callbacks=[Hide()])
+    assert_identical(tmp_path / "ray", tmp_path / "local")
+
+
 class KillBusyWorker(Callback):
     """From generation `at`, SIGKILLs a worker while it evaluates a unit (by the PID it reported)."""
 

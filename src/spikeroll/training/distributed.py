@@ -27,7 +27,14 @@ comes back with every unit, so a worker that built a different minibatch stops t
 Code: a worker runs spikeroll and, with `--model FILE.py:FACTORY`, that one file, nothing else. It
 is built from the driver's own configuration (`cfg.to_dict()`, sent with the actor), never from a
 config read from disk; the driver has already made the model path absolute (ModuleNet.from_config),
-so every worker imports the file the driver was given and calls the same factory.
+so every worker imports the file the driver was given and calls the same factory. A `--fitness
+FILE.py:FN` file travels as bytes with the actor (`fitness_source`): the worker imports that copy,
+so it runs exactly what the user named, with or without a shared filesystem.
+
+Dispatch and work: `RayUnits` is the dispatcher (Ray start or join, actors, units to idle workers,
+lost workers, the timeout); `RayEvaluator` says what a classification unit is (the shared
+minibatch, fitness and accuracy, spike counts when the objective counts), and
+spikeroll.control.remote what a control unit is (its members' own rollouts).
 
 Trust boundary: Ray stays on this machine unless asked. The cluster that `--workers K` starts
 (`start_local_ray`) has its node address on loopback, and Ray 2.60 then binds every server it
@@ -48,13 +55,16 @@ import logging
 import os
 import pickle
 import resource
+import shutil
 import socket
+import tempfile
 import time
 import warnings
 import zlib
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -64,6 +74,7 @@ from spikeroll.data.minibatch import minibatch
 from spikeroll.data.splits import Split
 from spikeroll.errors import SpikerollError
 from spikeroll.es.evaluators import BaseEvaluator, LocalEvaluator, units
+from spikeroll.es.objectives import load_fitness
 from spikeroll.nets.counts import SpikeCounts
 from spikeroll.training.factories import load_data, local_evaluator, make_network
 
@@ -204,12 +215,14 @@ class WorkerInfo:
 class Worker(WorkerInfo):
     """A Ray actor: one network, one local evaluator and the training split; evaluates units."""
 
-    def __init__(self, cfg_dict: dict, in_features: int, classes: int, threads: int, device: str):
+    def __init__(self, cfg_dict: dict, in_features: int, classes: int, threads: int, device: str,
+                 fitness: tuple | None = None):
         torch.set_num_threads(threads)
         self.cfg = cfg = TrainConfig.from_dict(cfg_dict)
         self.device = torch.device(device)
         self.net = make_network(cfg, in_features, classes, self.device)
-        self.evaluator = local_evaluator(cfg, self.net)  # the built-in network or a --model module
+        # the built-in network or a --model module; a --fitness function from the bytes the driver sent
+        self.evaluator = local_evaluator(cfg, self.net, import_fitness_source(fitness) if fitness else None)
         self.train = None
         self.theta_key, self.batch = None, (None,)
 
@@ -478,6 +491,7 @@ class RayEvaluator(RayUnits):
         self.local, self.train = local, data.train
         self.net, self.strategy = local.net, local.strategy
         self.gpus = cfg.gpus_per_worker
+        self.fitness = fitness_source(cfg.fitness)  # read now, just after the driver imported the same file
         self._metrics: dict = {}
 
     def unit_pairs(self, batch: int) -> int:
@@ -491,7 +505,7 @@ class RayEvaluator(RayUnits):
 
     def _actor(self, threads: int) -> tuple[type, tuple]:
         device = "cuda" if self.cfg.gpus_per_worker > 0 else "cpu"
-        return Worker, (self.cfg.to_dict(), self.net.sizes[0], self.net.sizes[-1], threads, device)
+        return Worker, (self.cfg.to_dict(), self.net.sizes[0], self.net.sizes[-1], threads, device, self.fitness)
 
     def _prepare_args(self) -> tuple:
         digest = split_digest(self.train.frames, self.train.labels)
@@ -539,6 +553,32 @@ class _Generation:
     sent: int = 0
     received: int = 0
     down_since: float | None = None
+
+
+def fitness_source(spec: str | None) -> tuple[str, bytes, str] | None:
+    """--fitness FILE.py:FN as (the file's name, its bytes, FN): they travel to the workers with the
+    actor, so a worker imports the very file the user named, and needs no shared filesystem."""
+    if not spec:
+        return None
+    path, _, name = spec.rpartition(":")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SpikerollError(f"--fitness file {path!r} cannot be read ({exc.strerror}); give FILE.py:FN") from None
+    return Path(path).name, data, name
+
+
+def import_fitness_source(source: tuple[str, bytes, str]):
+    """On a worker: the function FN of the file the driver sent (`fitness_source`), written into a
+    private folder under its own name (so its errors name it), imported from there, and removed
+    (the module stays loaded; error lines come from its code objects)."""
+    name, data, function = source
+    folder = Path(tempfile.mkdtemp(prefix="spikeroll-fitness-"))
+    try:
+        (folder / name).write_bytes(data)
+        return load_fitness(f"{folder / name}:{function}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def payload_nbytes(payload) -> int:
