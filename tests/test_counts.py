@@ -241,7 +241,6 @@ def one_line_error(result, *fragments):
     (["--objective", "synops", "--synops-weight", "-1"], ["synops_weight=-1"]),
     (["--objective", "budget"], ["--synops-budget"]),
     (["--objective", "budget", "--synops-budget", "-3"], ["synops_budget=-3"]),
-    (["--objective", "synops", "--workers", "2"], ["Ray workers", "--objective ce"]),
     (["--objective", "synops", "--strategy", "bptt"], ["bptt"]),
     (["--fitness", "nowhere.py:fn"], ["nowhere.py"]),
 ])

@@ -360,9 +360,6 @@ def objective_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
          f"synops_budget={cfg.synops_budget} must be a finite number >= 0 (SynOps per inference)"),
         (cfg.objective != "budget" or bool(cfg.synops_budget),
          "--objective budget needs --synops-budget S > 0 (SynOps per inference of the mean network)"),
-        (default or not (cfg.workers or cfg.ray_address),
-         "Ray workers compute the cross-entropy only for now; drop --workers/--ray-address, or use --objective ce "
-         "without --fitness"),
         (default or not cfg.model, "--model networks count no spikes yet: use --objective ce without --fitness"),
         (default or cfg.strategy != "bptt", "--strategy bptt trains on the cross-entropy; --objective and --fitness "
          "apply to eggroll, openes and egg"),

@@ -67,6 +67,11 @@ class ControlConfig:
     target_return: float | None = None  # stop once val_return reaches this (validation seeds, not test seeds)
     eval_episodes: int = 100  # the report's mean_return: the final mean policy on fixed test seeds
     checkpoint_every: int = 10
+    # Ray workers (spikeroll.control.remote, extra `distributed`): where rollouts run, never what they give
+    workers: int = 0  # Ray worker processes; 0 = play the rollouts in this process
+    threads_per_worker: int | None = None  # None = the cores divided evenly among the workers
+    ray_address: str | None = None  # join a running cluster: "auto" or HOST:PORT (None: start a local one)
+    worker_timeout: float = 60.0  # seconds with no live worker before the run stops with an error
 
     def validate(self) -> ControlConfig:
         """This config when every setting has its type and lies in range; else a one-line SpikerollError."""
@@ -101,6 +106,14 @@ class ControlConfig:
             (self.eval_every >= 1 and self.checkpoint_every >= 1, "eval_every and checkpoint_every must be >= 1"),
             (self.val_episodes >= 1, f"val_episodes={self.val_episodes} must be >= 1"),
             (self.eval_episodes >= 1, f"eval_episodes={self.eval_episodes} must be >= 1; try --eval-episodes 100"),
+            (0 <= self.workers <= max(1, self.population // 2), f"workers={self.workers} must be between 0 (this "
+             f"process) and the population's {self.population // 2} pairs; try --workers 2"),
+            (self.threads_per_worker is None or self.threads_per_worker >= 1,
+             f"threads_per_worker={self.threads_per_worker} must be >= 1; try --threads-per-worker 1"),
+            (self.ray_address is None or bool(self.ray_address.strip()),
+             "ray_address must be auto or HOST:PORT (or left out: a local Ray instance)"),
+            (self.worker_timeout > 0,
+             f"worker_timeout={self.worker_timeout} must be > 0 seconds; try --worker-timeout 60"),
         ]
         for ok, message in checks:
             if not ok:

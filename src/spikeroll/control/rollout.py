@@ -23,19 +23,44 @@ from spikeroll.nets.model import LayerNoise
 
 @dataclass
 class Rollout:
-    """What a batch of episodes gave: returns and lengths (members, episodes), and the sums of the
-    observations the policy acted on (for the running normalisation statistics)."""
+    """What a batch of episodes gave: returns and lengths (members, episodes), and each env's sums of
+    the observations the policy acted on (for the running normalisation statistics).
+
+    The sums are kept per env (env j = member·E + e), each added up over its own steps, and reduced
+    over the envs only at the end (`obs_sum`): so the totals are a function of every env's own
+    episode, whichever other envs shared its batch, and a population played in units (on Ray
+    workers, spikeroll.control.remote) puts together, with `cat`, the very same bits."""
 
     returns: np.ndarray  # (N, E) float64
     lengths: np.ndarray  # (N, E) int64
-    obs_count: int
-    obs_sum: np.ndarray  # (obs_dim,) float64
-    obs_sumsq: np.ndarray
+    env_obs_sum: np.ndarray  # (N·E, obs_dim) float64
+    env_obs_sumsq: np.ndarray
+
+    @staticmethod
+    def cat(parts: list[Rollout]) -> Rollout:
+        """The rollouts of consecutive member ranges as one (members concatenated in order)."""
+        return Rollout(*(np.concatenate([getattr(p, k) for p in parts])
+                         for k in ("returns", "lengths", "env_obs_sum", "env_obs_sumsq")))
 
     @property
     def env_steps(self) -> int:
         """Environment steps taken (until each episode's first end)."""
         return int(self.lengths.sum())
+
+    @property
+    def obs_count(self) -> int:
+        """Observations the policy acted on: one per env step."""
+        return self.env_steps
+
+    @property
+    def obs_sum(self) -> np.ndarray:
+        """Σ of the observations (obs_dim,), float64."""
+        return self.env_obs_sum.sum(0)
+
+    @property
+    def obs_sumsq(self) -> np.ndarray:
+        """Σ of the squared observations (obs_dim,), float64."""
+        return self.env_obs_sumsq.sum(0)
 
 
 @torch.no_grad()
@@ -53,19 +78,18 @@ def rollout(policy: SpikingPolicy, batch: EnvBatch, stats: ObsStats, seeds: list
     alive = np.ones(count, dtype=bool)
     returns = np.zeros(count)
     lengths = np.zeros(count, dtype=np.int64)
-    total, total_sq, seen = np.zeros(batch.n_obs), np.zeros(batch.n_obs), 0
+    total, total_sq = np.zeros((count, batch.n_obs)), np.zeros((count, batch.n_obs))
     while alive.any():
         live = obs[alive].astype(np.float64)
-        total += live.sum(0)
-        total_sq += (live * live).sum(0)
-        seen += len(live)
+        total[alive] += live
+        total_sq[alive] += live * live
         x = stats.normalise(obs).view(members, episodes, -1)
         actions = policy.actions(policy.outputs(x, factors=factors).reshape(count, -1))
         obs, rewards, done = batch.step(actions, alive)
         returns[alive] += rewards[alive]
         lengths[alive] += 1
         alive &= ~done
-    return Rollout(returns.reshape(members, episodes), lengths.reshape(members, episodes), seen, total, total_sq)
+    return Rollout(returns.reshape(members, episodes), lengths.reshape(members, episodes), total, total_sq)
 
 
 class RolloutEvaluator(BaseEvaluator):
@@ -101,12 +125,17 @@ class RolloutEvaluator(BaseEvaluator):
         noise = self.strategy.ask(generation, range(self.strategy.pairs), sigma)
         self.stats.freeze()
         try:
-            self.last = rollout(self.policy, self.batch, self.stats, seeds, members, noise)
+            return self.accept(rollout(self.policy, self.batch, self.stats, seeds, members, noise))
         finally:
             self.stats.unfreeze()
-        mean_return = self.last.returns.mean(1)
+
+    def accept(self, result: Rollout):
+        """(fitness, mean return) (N,) float32 of a generation's rollout, which stays in `last`; the
+        one place that turns returns into fitness, here or for rollouts played on Ray workers."""
+        self.last = result
+        mean_return = result.returns.mean(1)
         fitness = mean_return if self.fitness_fn is None else np.asarray(
-            self.fitness_fn(self.last.returns, self.last.lengths), dtype=np.float64)
+            self.fitness_fn(result.returns, result.lengths), dtype=np.float64)
         return torch.from_numpy(np.asarray(fitness, dtype=np.float32)), torch.from_numpy(mean_return.astype(np.float32))
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from spikeroll.control.envs import (
     validation_seeds,
 )
 from spikeroll.control.policy import ObsStats, SpikingPolicy, make_policy
+from spikeroll.control.remote import RolloutRayEvaluator
 from spikeroll.control.rollout import RolloutEvaluator, evaluate_policy, rollout
 from spikeroll.errors import SpikerollError
 from spikeroll.es.estimators import ESEstimator
@@ -69,7 +70,10 @@ class ControlTrainer:
                                           None if cfg.strategy == "openes" else cfg.rank, cfg.seed)
         self.evaluator = RolloutEvaluator(self.policy, self.strategy, self.stats, cfg.env, cfg.max_episode_steps,
                                           fitness_fn)
-        self.estimator = ESEstimator(self.strategy, self.evaluator, cfg)  # reads ControlConfig's ES settings
+        evaluator = self.evaluator  # rollouts in this process, or the same units on Ray workers (control.remote)
+        if cfg.workers or cfg.ray_address:
+            evaluator = RolloutRayEvaluator(self.evaluator, cfg)
+        self.estimator = ESEstimator(self.strategy, evaluator, cfg)  # reads ControlConfig's ES settings
         self.optimizer = make_optimizer(cfg, list(self.net.params.values()))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda g: schedule_factor(cfg.lr_schedule, g, cfg.generations))

@@ -122,15 +122,22 @@ class LocalEvaluator(BaseEvaluator):
 
     @torch.no_grad()
     def unit_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor,
-                     pairs: range, shared=None):
+                     pairs: range, shared=None, counts: list | None = None):
         """Fitness and accuracy of the 2·len(pairs) members of one work unit: a pure function of
         (parameters, seed, generation, unit), wherever it is evaluated. `shared` is
         `shared_input(frames)`, when the caller keeps it across units (the same values, so the same
-        bits)."""
+        bits). When this evaluator counts, `counts` (a list) gets the unit's SpikeCounts, which a
+        caller puts together in unit order (SpikeCounts.cat) for the population's metrics."""
         def noise(local: range):
             return self.strategy.ask(generation, range(pairs.start + local.start, pairs.start + local.stop), sigma)
 
+        found = [] if self.count else None
         extra = {} if shared is None else {"shared": shared}
+        if found is not None:
+            extra["counts"] = found
         logits = self.net.population_logits(frames, noise, len(pairs), len(pairs), **extra)
-        fitness, acc = self.objective(logits, labels)  # Ray workers run the ce objective only (config checks)
+        unit_counts = found[0] if found else None
+        if counts is not None and unit_counts is not None:
+            counts.append(unit_counts)
+        fitness, acc = self.objective(logits, labels, unit_counts)  # per member: the same bits as the whole population
         return fitness.cpu(), acc.cpu()

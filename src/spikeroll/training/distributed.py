@@ -27,7 +27,14 @@ comes back with every unit, so a worker that built a different minibatch stops t
 Code: a worker runs spikeroll and, with `--model FILE.py:FACTORY`, that one file, nothing else. It
 is built from the driver's own configuration (`cfg.to_dict()`, sent with the actor), never from a
 config read from disk; the driver has already made the model path absolute (ModuleNet.from_config),
-so every worker imports the file the driver was given and calls the same factory.
+so every worker imports the file the driver was given and calls the same factory. A `--fitness
+FILE.py:FN` file travels as bytes with the actor (`fitness_source`): the worker imports that copy,
+so it runs exactly what the user named, with or without a shared filesystem.
+
+Dispatch and work: `RayUnits` is the dispatcher (Ray start or join, actors, units to idle workers,
+lost workers, the timeout); `RayEvaluator` says what a classification unit is (the shared
+minibatch, fitness and accuracy, spike counts when the objective counts), and
+spikeroll.control.remote what a control unit is (its members' own rollouts).
 
 Trust boundary: Ray stays on this machine unless asked. The cluster that `--workers K` starts
 (`start_local_ray`) has its node address on loopback, and Ray 2.60 then binds every server it
@@ -48,12 +55,16 @@ import logging
 import os
 import pickle
 import resource
+import shutil
+import socket
+import tempfile
 import time
 import warnings
 import zlib
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,6 +74,8 @@ from spikeroll.data.minibatch import minibatch
 from spikeroll.data.splits import Split
 from spikeroll.errors import SpikerollError
 from spikeroll.es.evaluators import BaseEvaluator, LocalEvaluator, units
+from spikeroll.es.objectives import load_fitness
+from spikeroll.nets.counts import SpikeCounts
 from spikeroll.training.factories import load_data, local_evaluator, make_network
 
 EXTRA = "pip install 'spikeroll[distributed]'"
@@ -123,6 +136,7 @@ def join_ray(address: str) -> None:
     """Connect this process to the running Ray cluster at `address`, warning (one line) when it
     was joined without token authentication; a cluster that cannot be joined is a one-line error."""
     ray = import_ray()
+    check_listening(address)
     try:
         ray.init(address=address, **RAY_QUIET)
     except Exception as exc:  # noqa: BLE001 - Ray raises several kinds; the advice is the same
@@ -133,6 +147,24 @@ def join_ray(address: str) -> None:
     if not token_auth_enabled():
         log.warning("spikeroll: joined the Ray cluster at %s without token authentication (RAY_AUTH_MODE is not "
                     "'token'): anyone who can reach its ports can run code on it; see docs/distributed.md", address)
+
+
+def check_listening(address: str, timeout: float = 5.0) -> None:
+    """A one-line error when nothing accepts a TCP connection at a HOST:PORT address (ray:// too).
+
+    Why: ray.init keeps retrying an address where no cluster listens for minutes (its GCS connect
+    and cluster-id timeouts, then more), so a typo would look like a hang. "auto" and other
+    addresses without a port are left to Ray, which fails fast on them."""
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]") or LOOPBACK, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SpikerollError(
+            f"cannot join the Ray cluster at {address!r} (nothing answers at {host or LOOPBACK}:{port}: {reason}); "
+            "start one with `ray start --head` (docs/distributed.md) or fix --ray-address") from None
 
 
 def token_auth_enabled() -> bool:
@@ -167,16 +199,31 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-class Worker:
+class WorkerInfo:
+    """What every Ray worker actor reports (`info`); a subclass sets `data_source` when it has data."""
+
+    data_source = None
+
+    def info(self) -> dict:
+        """This worker's pid, Ray node id, data path (filesystem or object store), threads and peak memory."""
+        import ray  # optional dependency (extra `distributed`); always there in a Ray worker
+
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "data": self.data_source,
+                "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss_bytes()}
+
+
+class Worker(WorkerInfo):
     """A Ray actor: one network, one local evaluator and the training split; evaluates units."""
 
-    def __init__(self, cfg_dict: dict, in_features: int, classes: int, threads: int, device: str):
+    def __init__(self, cfg_dict: dict, in_features: int, classes: int, threads: int, device: str,
+                 fitness: tuple | None = None):
         torch.set_num_threads(threads)
         self.cfg = cfg = TrainConfig.from_dict(cfg_dict)
         self.device = torch.device(device)
         self.net = make_network(cfg, in_features, classes, self.device)
-        self.evaluator = local_evaluator(cfg, self.net)  # the built-in network or a --model module
-        self.train, self.data_source = None, None
+        # the built-in network or a --model module; a --fitness function from the bytes the driver sent
+        self.evaluator = local_evaluator(cfg, self.net, import_fitness_source(fitness) if fitness else None)
+        self.train = None
         self.theta_key, self.batch = None, (None,)
 
     def prepare(self, digest: str, store: list) -> dict:
@@ -202,17 +249,11 @@ class Worker:
             warnings.simplefilter("ignore", UserWarning)
             return Split(torch.from_numpy(frames), torch.from_numpy(labels)), "object store"
 
-    def info(self) -> dict:
-        """This worker's pid, Ray node id, data path (filesystem or object store), threads and peak memory."""
-        import ray  # optional dependency (extra `distributed`); always there in a Ray worker
-
-        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "data": self.data_source,
-                "threads": torch.get_num_threads(), "peak_rss_bytes": peak_rss_bytes()}
-
     @torch.no_grad()
     def evaluate(self, generation: int, sigma: float, theta: list, start: int, stop: int):
-        """Fitness and accuracy (numpy, 2·(stop − start) members) of pairs start..stop, and the
-        minibatch checksum. θ arrives once per generation: `theta` is [ObjectRef], fetched once."""
+        """Fitness and accuracy (numpy, 2·(stop − start) members) of pairs start..stop, the
+        minibatch checksum, and the unit's SpikeCounts when the objective counts (else None).
+        θ arrives once per generation: `theta` is [ObjectRef], fetched once."""
         import ray  # optional dependency (extra `distributed`); always there in a Ray worker
 
         if self.theta_key != theta[0].hex():
@@ -226,37 +267,54 @@ class Worker:
         _, frames, labels, checksum, shared = self.batch
         # one process computes the first layer's shared x·Wᵀ once for all its units; a worker does the
         # same for the units it gets, instead of once per unit (0.5 ms per pair at hidden 128)
-        fitness, acc = self.evaluator.unit_fitness(generation, sigma, frames, labels, range(start, stop), shared)
+        found = [] if getattr(self.evaluator, "count", False) else None  # a --model module counts nothing
+        extra = {} if found is None else {"counts": found}
+        fitness, acc = self.evaluator.unit_fitness(generation, sigma, frames, labels, range(start, stop), shared,
+                                                   **extra)
         self.evaluator.strategy.forget()
-        return fitness.numpy(), acc.numpy(), checksum
+        return fitness.numpy(), acc.numpy(), checksum, (found[0] if found else None)
 
 
-class RayEvaluator(BaseEvaluator):
-    """The LocalEvaluator's work units, evaluated by Ray actors (see the module docstring).
+class RayUnits(BaseEvaluator):
+    """Ray actors that evaluate a generation's work units: the one dispatcher of every distributed
+    evaluation (classification here, control rollouts in spikeroll.control.remote).
 
-    `local` is the LocalEvaluator of the driver's network: it fixes the unit size, so the update's
-    noise chunks match a single-process run. Workers start at the first generation."""
+    It starts (or joins) Ray, starts `count` actors, sends units to idle actors, puts a lost
+    actor's unit back in the queue, pings lost actors until they are back, and stops the run once
+    none has been reachable for `worker_timeout` seconds. A subclass says what runs: the actor
+    class and its arguments (`_actor`), what every (re)started actor is prepared with
+    (`_prepare_args`), the generation's task (`_Generation`: its scalars and object-store refs)
+    and what to do with a unit's result (`_accept`). `settings` has workers, threads_per_worker,
+    ray_address and worker_timeout (a TrainConfig or a ControlConfig)."""
 
-    def __init__(self, local: LocalEvaluator, cfg: TrainConfig, data):
+    gpus = 0.0  # Ray GPUs per actor
+
+    def __init__(self, settings):
         import_ray()
-        if data is None:
-            raise SpikerollError("a distributed run needs its data on the workers; pass data (a Splits) to "
-                                 "build_estimator, as the Trainer does")
-        self.local, self.cfg, self.train = local, cfg, data.train
-        self.net, self.strategy = local.net, local.strategy
+        self.cfg = settings
         self.actors: list = []
         self.workers: dict[int, dict] = {}  # actor index -> info (pid, node, data path, peak memory)
         self.owns_ray = False
         self.stats = {"units_rerun": 0, "workers_lost": 0}
-        self.last = {}  # the last generation's bytes and seconds, see population_fitness
+        self.last = {}  # the last generation's bytes and seconds, see _run
         self._pings: dict = {}  # ObjectRef of an info() call -> actor index, for workers (re)starting
         self._retry_at: dict[int, float] = {}  # down actors to ping again at this time
         self._busy: dict[int, range] = {}
         self._last_error = "none"
+        self._prepare: tuple = ()
 
-    def unit_pairs(self, batch: int) -> int:
-        """The local evaluator's unit size, so that units and noise chunks match one process."""
-        return self.local.unit_pairs(batch)
+    # what a subclass says -----------------------------------------------------------------------
+    def _actor(self, threads: int) -> tuple[type, tuple]:
+        """The actor class and its constructor arguments, for actors of `threads` threads."""
+        raise NotImplementedError
+
+    def _prepare_args(self) -> tuple:
+        """The arguments of every (re)started actor's prepare() (after ray.init; e.g. data refs)."""
+        return ()
+
+    def _accept(self, run: _Generation, index: int, unit: range, result) -> int:
+        """Store a unit's result (from actor `index`); returns the bytes it brought back."""
+        raise NotImplementedError
 
     # workers ----------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -274,15 +332,12 @@ class RayEvaluator(BaseEvaluator):
         threads = cfg.threads_per_worker or max(1, cpus // cfg.workers if cfg.workers else 1)
         count = cfg.workers or max(1, cpus // threads)
         self.threads, self.count = threads, count
-        sizes = self.net.sizes
-        digest = split_digest(self.train.frames, self.train.labels)
-        store = [ray.put((self.train.frames.contiguous().numpy(), self.train.labels.contiguous().numpy()))]
-        device = "cuda" if cfg.gpus_per_worker > 0 else "cpu"
-        actor = ray.remote(Worker).options(num_cpus=threads, num_gpus=cfg.gpus_per_worker, max_restarts=-1,
-                                           max_task_retries=0, scheduling_strategy="SPREAD")
-        self.actors = [actor.remote(cfg.to_dict(), sizes[0], sizes[-1], threads, device) for _ in range(count)]
-        self._data = (digest, store)  # what every (re)started worker is prepared with
-        self._pings = {a.prepare.remote(*self._data): i for i, a in enumerate(self.actors)}
+        self._prepare = self._prepare_args()  # what every (re)started worker is prepared with
+        cls, args = self._actor(threads)
+        actor = ray.remote(cls).options(num_cpus=threads, num_gpus=self.gpus, max_restarts=-1, max_task_retries=0,
+                                        scheduling_strategy="SPREAD")
+        self.actors = [actor.remote(*args) for _ in range(count)]
+        self._pings = {a.prepare.remote(*self._prepare): i for i, a in enumerate(self.actors)}
         # the first worker may take a while (a cluster scaling up); then wait a little for the others,
         # so that a run uses all of them from its first generation (a late one joins when ready)
         ready, _ = ray.wait(list(self._pings), num_returns=1, timeout=STARTUP_SECONDS)
@@ -330,19 +385,18 @@ class RayEvaluator(BaseEvaluator):
         log.warning("spikeroll: Ray worker %d lost (%s); its unit goes to another worker", index, self._last_error)
 
     # one generation ---------------------------------------------------------------------------
-    @torch.no_grad()
-    def population_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor):
-        """Fitness and accuracy of every member (N,) on the CPU, the work units spread over the
-        workers; a lost worker's unit goes back to the queue (see the module docstring)."""
+    def _run(self, generation: int, scalars: tuple, payload, todo: list[range], **results) -> _Generation:
+        """Evaluate the units `todo` of one generation on the workers: each task is
+        evaluate(generation, *scalars, [payload ref], start, stop), `payload` put into the object
+        store once; `results` are the generation's result buffers (for `_accept`). A lost worker's
+        unit goes back to the queue (see the module docstring)."""
         ray = import_ray()
         if not self.actors:
             self._start()
         start_time = time.perf_counter()
-        values = [p.detach().cpu().numpy() for p in self.net.params.values()]
-        run = _Generation(generation, sigma, theta=[ray.put(values)], expected=batch_checksum(frames, labels),
-                          population=self.strategy.population,
-                          todo=deque(units(self.strategy.pairs, self.unit_pairs(len(labels)))),
-                          idle=deque(i for i in range(len(self.actors)) if i in self.workers))
+        ref = [ray.put(payload)]
+        run = _Generation(generation, scalars, ref, todo=deque(todo),
+                          idle=deque(i for i in range(len(self.actors)) if i in self.workers), results=results)
         put_seconds = time.perf_counter() - start_time
         while run.todo or run.running:
             now = time.monotonic()  # one clock reading per round, for the pings and the timeout alike
@@ -350,33 +404,33 @@ class RayEvaluator(BaseEvaluator):
             self._dispatch(run)
             self._check_reachable(run, now)
             ready, _ = ray.wait(list(run.running) + list(self._pings), num_returns=1, timeout=0.5)
-            for ref in ready:
-                if ref in self._pings:
-                    self._worker_answered(ref, run)
+            for done in ready:
+                if done in self._pings:
+                    self._worker_answered(done, run)
                 else:
-                    self._unit_answered(ref, run)
-        theta_bytes = sum(v.nbytes for v in values)
-        self.last = {"generation": generation, "theta_bytes": theta_bytes, "nodes": len(run.nodes),
+                    self._unit_answered(done, run)
+        payload_bytes = payload_nbytes(payload)
+        self.last = {"generation": generation, "theta_bytes": payload_bytes, "nodes": len(run.nodes),
                      "task_bytes": run.sent, "result_bytes": run.received,
-                     "bytes": theta_bytes * len(run.nodes) + run.sent + run.received,
+                     "bytes": payload_bytes * len(run.nodes) + run.sent + run.received,
                      "put_seconds": put_seconds, "seconds": time.perf_counter() - start_time}
-        return run.fitness, run.accuracy
+        return run
 
     def _ping_lost_workers(self, now: float) -> None:
         """Ask lost workers whose retry time has come (by `now`) whether they are back."""
         for i, when in list(self._retry_at.items()):
             if now >= when:
                 del self._retry_at[i]
-                self._pings[self.actors[i].prepare.remote(*self._data)] = i
+                self._pings[self.actors[i].prepare.remote(*self._prepare)] = i
 
     def _dispatch(self, run: _Generation) -> None:
         """Send queued units to idle workers."""
         while run.todo and run.idle:
             i, unit = run.idle.popleft(), run.todo.popleft()
-            ref = self.actors[i].evaluate.remote(run.generation, run.sigma, run.theta, unit.start, unit.stop)
+            ref = self.actors[i].evaluate.remote(run.generation, *run.scalars, run.payload, unit.start, unit.stop)
             run.running[ref], self._busy[i] = (i, unit), unit
-            task = (run.generation, run.sigma, unit.start, unit.stop)
-            run.sent += len(pickle.dumps(task)) + len(run.theta[0].binary())
+            task = (run.generation, *run.scalars, unit.start, unit.stop)
+            run.sent += len(pickle.dumps(task)) + len(run.payload[0].binary())
 
     def _check_reachable(self, run: _Generation, now: float) -> None:
         """Stop the run once no worker has had a unit for `worker_timeout` seconds (as of `now`)."""
@@ -403,29 +457,85 @@ class RayEvaluator(BaseEvaluator):
             self._retry_at[i] = time.monotonic() + 1.0
 
     def _unit_answered(self, ref, run: _Generation) -> None:
-        """A unit came back: store its fitness, or requeue it when its worker was lost."""
+        """A unit came back: `_accept` its result, or requeue it when its worker was lost."""
         from ray.exceptions import RayTaskError  # optional dependency (Ray): imported where a run uses it
 
         i, unit = run.running.pop(ref)
         del self._busy[i]
         try:
-            f, a, checksum = import_ray().get(ref)
+            result = import_ray().get(ref)
         except lost_worker_errors() as exc:  # the worker died or became unreachable mid-unit
             run.todo.appendleft(unit)
             self.stats["units_rerun"] += 1
             self._lost(i, exc)
             return
         except RayTaskError as exc:
-            raise SpikerollError(f"a Ray worker failed on pairs {unit.start}-{unit.stop - 1}: {exc.cause!r}") from None
-        if checksum != run.expected:
-            raise SpikerollError(
-                f"Ray worker {i} built a different minibatch in generation {run.generation} (its training "
-                "data differs from the driver's); run with --worker-data store")
-        run.fitness.numpy()[2 * unit.start:2 * unit.stop] = f
-        run.accuracy.numpy()[2 * unit.start:2 * unit.stop] = a
-        run.received += f.nbytes + a.nbytes + 8
+            cause = exc.cause if isinstance(exc.cause, SpikerollError) else repr(exc.cause)
+            raise SpikerollError(f"a Ray worker failed on pairs {unit.start}-{unit.stop - 1}: {cause}") from None
+        run.received += self._accept(run, i, unit, result)
         run.nodes.add(self.workers[i]["node"] if i in self.workers else i)
         run.idle.append(i)
+
+
+class RayEvaluator(RayUnits):
+    """The LocalEvaluator's work units, evaluated by Ray actors (see the module docstring).
+
+    `local` is the LocalEvaluator of the driver's network: it fixes the unit size, so the update's
+    noise chunks match a single-process run. Workers start at the first generation."""
+
+    def __init__(self, local: LocalEvaluator, cfg: TrainConfig, data):
+        super().__init__(cfg)
+        if data is None:
+            raise SpikerollError("a distributed run needs its data on the workers; pass data (a Splits) to "
+                                 "build_estimator, as the Trainer does")
+        self.local, self.train = local, data.train
+        self.net, self.strategy = local.net, local.strategy
+        self.gpus = cfg.gpus_per_worker
+        self.fitness = fitness_source(cfg.fitness)  # read now, just after the driver imported the same file
+        self._metrics: dict = {}
+
+    def unit_pairs(self, batch: int) -> int:
+        """The local evaluator's unit size, so that units and noise chunks match one process."""
+        return self.local.unit_pairs(batch)
+
+    def metrics(self) -> dict:
+        """The last generation's population means of the spike counts, as LocalEvaluator.metrics
+        gives them (the units' counts put together in unit order); {} when nothing was counted."""
+        return dict(self._metrics)
+
+    def _actor(self, threads: int) -> tuple[type, tuple]:
+        device = "cuda" if self.cfg.gpus_per_worker > 0 else "cpu"
+        return Worker, (self.cfg.to_dict(), self.net.sizes[0], self.net.sizes[-1], threads, device, self.fitness)
+
+    def _prepare_args(self) -> tuple:
+        digest = split_digest(self.train.frames, self.train.labels)
+        store = [import_ray().put((self.train.frames.contiguous().numpy(), self.train.labels.contiguous().numpy()))]
+        return digest, store
+
+    @torch.no_grad()
+    def population_fitness(self, generation: int, sigma: float, frames: torch.Tensor, labels: torch.Tensor):
+        """Fitness and accuracy of every member (N,) on the CPU, the work units spread over the
+        workers; a lost worker's unit goes back to the queue (see the module docstring)."""
+        population = self.strategy.population
+        values = [p.detach().cpu().numpy() for p in self.net.params.values()]
+        todo = units(self.strategy.pairs, self.unit_pairs(len(labels)))
+        run = self._run(generation, (sigma,), values, todo, expected=batch_checksum(frames, labels),
+                        fitness=torch.empty(population), accuracy=torch.empty(population), counts={})
+        counts = run.results["counts"]
+        self._metrics = SpikeCounts.cat([counts[u.start] for u in todo]).summary() if counts else {}
+        return run.results["fitness"], run.results["accuracy"]
+
+    def _accept(self, run: _Generation, index: int, unit: range, result) -> int:
+        f, a, checksum, counts = result
+        if checksum != run.results["expected"]:
+            raise SpikerollError(
+                f"Ray worker {index} built a different minibatch in generation {run.generation} (its training "
+                "data differs from the driver's); run with --worker-data store")
+        run.results["fitness"].numpy()[2 * unit.start:2 * unit.stop] = f
+        run.results["accuracy"].numpy()[2 * unit.start:2 * unit.stop] = a
+        if counts is not None:
+            run.results["counts"][unit.start] = counts
+        return f.nbytes + a.nbytes + 8 + (0 if counts is None else 8 * len(f) * len(counts.spikes))
 
 
 @dataclass
@@ -433,23 +543,55 @@ class _Generation:
     """The bookkeeping of one generation on the workers: units to send, units in flight, results."""
 
     generation: int
-    sigma: float
-    theta: list  # [ObjectRef] of the parameters, put once per generation
-    expected: int  # the driver's minibatch checksum
-    population: int
+    scalars: tuple  # sent with every task, after the generation
+    payload: list  # [ObjectRef] of what every task of the generation shares (θ), put once
     todo: deque
     idle: deque
+    results: dict  # the subclass's buffers, filled unit by unit
     running: dict = field(default_factory=dict)  # ObjectRef -> (worker index, unit)
     nodes: set = field(default_factory=set)
     sent: int = 0
     received: int = 0
     down_since: float | None = None
-    fitness: torch.Tensor = field(init=False)  # (population,), filled unit by unit
-    accuracy: torch.Tensor = field(init=False)
 
-    def __post_init__(self):
-        self.fitness = torch.empty(self.population)
-        self.accuracy = torch.empty(self.population)
+
+def fitness_source(spec: str | None) -> tuple[str, bytes, str] | None:
+    """--fitness FILE.py:FN as (the file's name, its bytes, FN): they travel to the workers with the
+    actor, so a worker imports the very file the user named, and needs no shared filesystem."""
+    if not spec:
+        return None
+    path, _, name = spec.rpartition(":")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SpikerollError(f"--fitness file {path!r} cannot be read ({exc.strerror}); give FILE.py:FN") from None
+    return Path(path).name, data, name
+
+
+def import_fitness_source(source: tuple[str, bytes, str]):
+    """On a worker: the function FN of the file the driver sent (`fitness_source`), written into a
+    private folder under its own name (so its errors name it), imported from there, and removed
+    (the module stays loaded; error lines come from its code objects)."""
+    name, data, function = source
+    folder = Path(tempfile.mkdtemp(prefix="spikeroll-fitness-"))
+    try:
+        (folder / name).write_bytes(data)
+        return load_fitness(f"{folder / name}:{function}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def payload_nbytes(payload) -> int:
+    """Bytes of the arrays in a generation's payload (numpy arrays, or lists/tuples/dicts of them)."""
+    if isinstance(payload, np.ndarray):
+        return payload.nbytes
+    if isinstance(payload, torch.Tensor):
+        return payload.numel() * payload.element_size()
+    if isinstance(payload, dict):
+        return sum(payload_nbytes(v) for v in payload.values())
+    if isinstance(payload, (list, tuple)):
+        return sum(payload_nbytes(v) for v in payload)
+    return 0
 
 
 def describe_error(exc: Exception) -> str:
