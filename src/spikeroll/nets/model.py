@@ -26,7 +26,7 @@ from spikeroll.nets.counts import SpikeCounts
 
 # The most bytes a population forward keeps for the inputs every member shares (the minibatch's
 # float inputs and first-layer current); above it the minibatch runs in blocks of samples.
-SHARED_INPUT_BUDGET_BYTES = 128 << 20
+SHARED_INPUT_BUDGET_BYTES = 32 << 20  # as the pair activations (es.evaluators.ACTIVATION_BUDGET_BYTES)
 
 
 @dataclass
