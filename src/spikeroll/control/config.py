@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeroll.config import (
+    NEURONS,
     OPTIMIZERS,
     RESETS,
     SCHEDULES,
@@ -45,6 +46,8 @@ class ControlConfig:
     init_gain: float = 1.0
     obs_norm: bool = True  # running mean/std of the observations (OpenAI-ES), updated between generations
     obs_clip: float = 5.0  # normalised observations are clipped to ±obs_clip
+    neuron: str = "lif"  # "loihi": the integer policy on Loihi's arithmetic (control.policy.IntegerPolicy)
+    weight_bits: int | None = None  # loihi: 8, 4 or 2 (ternary) bit weights
     # strategy
     strategy: str = "eggroll"
     rank: int = 1
@@ -102,7 +105,7 @@ class ControlConfig:
             (self.val_episodes >= 1, f"val_episodes={self.val_episodes} must be >= 1"),
             (self.eval_episodes >= 1, f"eval_episodes={self.eval_episodes} must be >= 1; try --eval-episodes 100"),
         ]
-        for ok, message in checks:
+        for ok, message in checks + integer_checks(self):
             if not ok:
                 raise SpikerollError(message)
         check_population(self.population)
@@ -140,6 +143,25 @@ class ControlConfig:
         return cls.from_dict({"env": env, **ENV_DEFAULTS.get(env, {}), **overrides}, source=f"config for {env}")
 
 
+def integer_checks(cfg: ControlConfig) -> list[tuple[bool, str]]:
+    """The integer policy's settings (neuron = "loihi"): what Loihi's neuron and the integer
+    forward support (reset to zero, weights in threshold units, low-rank noise)."""
+    loihi = cfg.neuron == "loihi"
+    return [
+        (cfg.neuron in NEURONS, f"unknown neuron {cfg.neuron!r}; choose one of {', '.join(NEURONS)}"),
+        (not loihi or cfg.weight_bits in (2, 4, 8),
+         f"weight_bits={cfg.weight_bits} is not supported for neuron loihi; choose weight_bits 8, 4 or 2 (ternary)"),
+        (loihi or cfg.weight_bits is None,
+         f"weight_bits={cfg.weight_bits} needs the integer policy; add neuron = \"loihi\" (or drop weight_bits)"),
+        (not loihi or cfg.strategy == "eggroll",
+         "neuron loihi takes low-rank noise only; use strategy eggroll, not openes"),
+        (not loihi or cfg.reset == "zero",
+         f"neuron loihi resets to zero (Loihi's neuron), not {cfg.reset!r}; set reset = \"zero\""),
+        (not loihi or cfg.threshold == 1.0,
+         f"neuron loihi takes weights in threshold units; threshold={cfg.threshold} must be 1.0"),
+    ]
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(ControlConfig)}
 _KINDS = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
           "list[int]": "a list of positive whole numbers, e.g. [32] or [64, 64]"}
@@ -172,7 +194,8 @@ def check_kinds(values: dict, source: str | None = None) -> None:
 
 # Settings that define the policy and the experiment: a checkpoint resumes only if they match.
 CONTROL_ARCHITECTURE_KEYS = ("env", "hidden", "time_bins", "beta", "threshold", "reset", "obs_norm", "obs_clip",
-                             "strategy", "rank", "population", "episodes", "seed", "optimizer", "max_episode_steps")
+                             "neuron", "weight_bits", "strategy", "rank", "population", "episodes", "seed",
+                             "optimizer", "max_episode_steps")
 
 # Per-environment defaults that solve the task (docs/control.md has the measured runs); the same
 # settings ship as configs/control/<env>.toml.

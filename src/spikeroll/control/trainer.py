@@ -32,7 +32,7 @@ from spikeroll.control.envs import (
     make_env,
     validation_seeds,
 )
-from spikeroll.control.policy import ObsStats, SpikingPolicy, make_policy
+from spikeroll.control.policy import IntegerPolicy, ObsStats, SpikingPolicy, integer_policy, make_policy
 from spikeroll.control.rollout import RolloutEvaluator, evaluate_policy, rollout
 from spikeroll.errors import SpikerollError
 from spikeroll.es.estimators import ESEstimator
@@ -247,6 +247,9 @@ def folded_network(run_dir: str | Path) -> tuple[ControlConfig, SpikingNet]:
     fed the observation in each of cfg.time_bins bins). The clip to ±obs_clip is not representable
     and is dropped: the two agree wherever every normalised observation lies within ±obs_clip."""
     cfg, policy, stats = load_policy(run_dir)
+    if isinstance(policy, IntegerPolicy):
+        raise SpikerollError(f"{run_dir} holds an integer (neuron loihi) policy, whose export is not written "
+                             "yet; export a float run, or read its parameters from checkpoint.pt")
     net = policy.net
     weight, bias = net.params["layer0.weight"], net.params["layer0.bias"]
     if cfg.obs_norm:
@@ -276,14 +279,20 @@ def train_control(cfg: ControlConfig, out_dir: str | Path, resume: bool = False,
     return trainer.run(progress=progress, max_seconds=max_seconds)
 
 
-def evaluate_control(run_dir: str | Path, episodes: int = 100) -> dict:
-    """Mean and std of the return of a run's mean policy over `episodes` test episodes (the report's seeds)."""
+def evaluate_control(run_dir: str | Path, episodes: int = 100, weight_bits: int | None = None) -> dict:
+    """Mean and std of the return of a run's mean policy over `episodes` test episodes (the report's seeds).
+    `weight_bits` (8, 4, 2) evaluates a float run's policy quantised onto the integer Loihi policy
+    (post-training quantisation, `policy.integer_policy`) instead."""
     if not isinstance(episodes, int) or episodes < 1:
         raise SpikerollError(f"episodes={episodes!r} must be a whole number >= 1; try --episodes 100")
     cfg, policy, stats = load_policy(run_dir)
+    if weight_bits is not None:
+        policy = integer_policy(policy, weight_bits, cfg.obs_clip)
     result = evaluate_policy(policy, stats, cfg.env, evaluation_seeds(episodes))
+    neuron = "loihi" if isinstance(policy, IntegerPolicy) else "lif"
     return {"env": cfg.env, "mean_return": float(result.returns.mean()), "std_return": float(result.returns.std()),
-            "episodes": episodes, "env_steps": result.env_steps}
+            "episodes": episodes, "env_steps": result.env_steps, "neuron": neuron,
+            "weight_bits": policy.net.bits if neuron == "loihi" else None}
 
 
 def play(run_dir: str | Path, out_path: str | Path, seed: int = 0, fps: int | None = None) -> dict:
