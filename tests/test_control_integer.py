@@ -5,13 +5,18 @@ quantisation against a hand-worked example, and one-line errors for unsupported 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
 gym = pytest.importorskip("gymnasium")
 
+from spikeroll.cli import main  # noqa: E402
 from spikeroll.control.config import ControlConfig  # noqa: E402
+from spikeroll.control.envs import evaluation_seeds  # noqa: E402
 from spikeroll.control.policy import (  # noqa: E402
     IntegerPolicy,
     input_exponent,
@@ -19,6 +24,8 @@ from spikeroll.control.policy import (  # noqa: E402
     make_policy,
     quantise_observations,
 )
+from spikeroll.control.rollout import evaluate_policy  # noqa: E402
+from spikeroll.control.trainer import evaluate_control, load_policy, train_control  # noqa: E402
 from spikeroll.errors import SpikerollError  # noqa: E402
 from spikeroll.es.strategies import EvolutionStrategy  # noqa: E402
 
@@ -169,3 +176,38 @@ def test_quantising_an_integer_policy_is_refused():
     cfg = ControlConfig(neuron="loihi", weight_bits=8, reset="zero").validate()
     with pytest.raises(SpikerollError, match="already integer"):
         integer_policy(make_policy(cfg, *_spaces(4, 2)), 8, cfg.obs_clip)
+
+
+def _tiny(**overrides) -> ControlConfig:
+    return ControlConfig.for_env("CartPole-v1", hidden=[4], population=4, episodes=1, generations=2, eval_every=1,
+                                 val_episodes=1, eval_episodes=2, checkpoint_every=1, target_return=None,
+                                 max_episode_steps=30, **overrides)
+
+
+def test_integer_training_resumes_bit_for_bit(tmp_path):
+    cfg = _tiny(neuron="loihi", weight_bits=8, reset="zero")
+    whole = train_control(cfg, tmp_path / "whole", progress=False)
+    train_control(ControlConfig.from_dict({**cfg.to_dict(), "generations": 1}), tmp_path / "part", progress=False)
+    resumed = train_control(cfg, tmp_path / "part", resume=True, progress=False)
+    assert resumed["mean_return"] == whole["mean_return"]
+    _, policy, _ = load_policy(tmp_path / "whole")
+    _, again, _ = load_policy(tmp_path / "part")
+    assert isinstance(policy, IntegerPolicy)
+    for p, q in zip(policy.net.params.values(), again.net.params.values()):
+        assert torch.equal(p, q)
+    # a resumed integer run refuses float settings
+    with pytest.raises(SpikerollError, match="neuron"):
+        train_control(_tiny(), tmp_path / "part", resume=True, progress=False)
+
+
+def test_eval_quantises_a_float_run(tmp_path):
+    train_control(_tiny(), tmp_path / "run", progress=False)
+    result = evaluate_control(tmp_path / "run", 2, weight_bits=4)
+    assert result["neuron"] == "loihi" and result["weight_bits"] == 4
+    _, policy, stats = load_policy(tmp_path / "run")
+    quantised = integer_policy(policy, 4, 5.0)
+    direct = evaluate_policy(quantised, stats, "CartPole-v1", evaluation_seeds(2))
+    assert result["mean_return"] == float(direct.returns.mean())
+    cli = CliRunner().invoke(main, ["eval", str(tmp_path / "run"), "--episodes", "2", "--weight-bits", "4"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.output)["mean_return"] == result["mean_return"]
