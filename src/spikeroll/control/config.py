@@ -150,15 +150,17 @@ def integer_checks(cfg: ControlConfig) -> list[tuple[bool, str]]:
     return [
         (cfg.neuron in NEURONS, f"unknown neuron {cfg.neuron!r}; choose one of {', '.join(NEURONS)}"),
         (not loihi or cfg.weight_bits in (2, 4, 8),
-         f"weight_bits={cfg.weight_bits} is not supported for neuron loihi; choose weight_bits 8, 4 or 2 (ternary)"),
+         f"weight_bits={cfg.weight_bits} is not supported for neuron loihi; choose weight_bits 8, 4 or 2 "
+         "(ternary), e.g. --weight-bits 8"),
         (loihi or cfg.weight_bits is None,
-         f"weight_bits={cfg.weight_bits} needs the integer policy; add neuron = \"loihi\" (or drop weight_bits)"),
+         f"weight_bits={cfg.weight_bits} needs the integer policy; add neuron = \"loihi\" (--neuron loihi), "
+         "or drop weight_bits"),
         (not loihi or cfg.strategy == "eggroll",
-         "neuron loihi takes low-rank noise only; use strategy eggroll, not openes"),
+         "neuron loihi takes low-rank noise only; use strategy eggroll (--strategy eggroll), not openes"),
         (not loihi or cfg.reset == "zero",
-         f"neuron loihi resets to zero (Loihi's neuron), not {cfg.reset!r}; set reset = \"zero\""),
+         f"neuron loihi resets to zero (Loihi's neuron), not {cfg.reset!r}; set reset = \"zero\" (--reset zero)"),
         (not loihi or cfg.threshold == 1.0,
-         f"neuron loihi takes weights in threshold units; threshold={cfg.threshold} must be 1.0"),
+         f"neuron loihi takes weights in threshold units; threshold={cfg.threshold} must be 1.0 (--threshold 1)"),
     ]
 
 
