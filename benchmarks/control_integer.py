@@ -7,11 +7,13 @@ seeds (`envs.evaluation_seeds`):
 - float -> int8 (post-training quantisation): that run's trained policy evaluated as the integer
   policy (`evaluate_control(run, weight_bits=B)`), not retrained;
 - int8 ES: the same config with neuron = "loihi", weight_bits = B, reset = "zero", trained by ES on
-  the integer forward pass itself.
+  the integer forward pass itself;
+- with --finetune, int8 ES instead starts from the float run's trained parameters and observation
+  statistics (post-training quantisation, then integer ES), in DIR/ENV-intB-finetune-seedS.
 
 Usage:
   python benchmarks/control_integer.py ENV [--seeds 0,1,2] [--out DIR] [--max-seconds S] [--bits 8]
-         [--skip-float] [--skip-integer]
+         [--skip-float] [--skip-integer] [--finetune]
 e.g.
   OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/control_integer.py CartPole-v1 --seeds 0,1,2
 --skip-float reuses DIR/ENV-float-seedS when its report.json exists (it is then only evaluated).
@@ -25,18 +27,24 @@ import time
 from pathlib import Path
 
 from spikeroll.control.config import ControlConfig
-from spikeroll.control.trainer import evaluate_control, train_control
+from spikeroll.control.trainer import ControlTrainer, evaluate_control, load_policy
 
 
-def train(cfg: ControlConfig, out: Path, max_seconds: float | None) -> dict:
-    """Train one run (overwriting) and return its report with the total seconds."""
+def train(cfg: ControlConfig, out: Path, max_seconds: float | None, start_from: Path | None = None) -> dict:
+    """Train one run (overwriting) and return its report with the total seconds; `start_from`: a
+    run whose mean policy and observation statistics the run starts from."""
     start = time.perf_counter()
-    report = train_control(cfg, out, overwrite=True, progress=False, max_seconds=max_seconds)
+    trainer = ControlTrainer(cfg, out, overwrite=True)
+    if start_from is not None:
+        _, policy, stats = load_policy(start_from)
+        trainer.net.load_parameters(list(policy.net.params.values()))
+        trainer.stats.load_state_dict(stats.state_dict())
+    report = trainer.run(progress=False, max_seconds=max_seconds)
     return {**report, "total_seconds": round(time.perf_counter() - start, 1)}
 
 
 def main() -> None:
-    """Run every seed, print one markdown row per seed and write ENV-integer-results.json."""
+    """Run every seed, print one markdown row per seed and write ENV-intB-results.json."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("env")
     parser.add_argument("--seeds", default="0")
@@ -45,6 +53,7 @@ def main() -> None:
     parser.add_argument("--bits", type=int, default=8)
     parser.add_argument("--skip-float", action="store_true", help="reuse finished float runs in --out")
     parser.add_argument("--skip-integer", action="store_true", help="no integer ES training")
+    parser.add_argument("--finetune", action="store_true", help="integer ES starts from the float run")
     args = parser.parse_args()
     out = Path(args.out)
     rows = []
@@ -58,7 +67,8 @@ def main() -> None:
         row["ptq"] = evaluate_control(float_dir, row["float"]["eval_episodes"], weight_bits=args.bits)
         if not args.skip_integer:
             cfg = ControlConfig.for_env(args.env, seed=seed, neuron="loihi", weight_bits=args.bits, reset="zero")
-            row["integer"] = train(cfg, out / f"{args.env}-int{args.bits}-seed{seed}", args.max_seconds)
+            name = f"{args.env}-int{args.bits}{'-finetune' if args.finetune else ''}-seed{seed}"
+            row["integer"] = train(cfg, out / name, args.max_seconds, float_dir if args.finetune else None)
         rows.append(row)
         f, p, i = row["float"], row["ptq"], row.get("integer")
         text = f"{i['mean_return']:.1f} ± {i['std_return']:.1f} | {i['generations']} | {i['wall_seconds']:.0f}" \
@@ -66,7 +76,7 @@ def main() -> None:
         print(f"| {args.env} | {seed} | {f['mean_return']:.1f} ± {f['std_return']:.1f} | {f['generations']} | "
               f"{f['wall_seconds']:.0f} | {p['mean_return']:.1f} ± {p['std_return']:.1f} | {text} |", flush=True)
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{args.env}-integer-results.json").write_text(json.dumps(
+        (out / f"{args.env}-int{args.bits}{'-finetune' if args.finetune else ''}-results.json").write_text(json.dumps(
             {"env": args.env, "bits": args.bits, "max_seconds": args.max_seconds, "runs": rows}, indent=2) + "\n")
 
 
