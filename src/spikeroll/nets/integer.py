@@ -15,7 +15,10 @@ round(b·2^20) = bias_mant << bias_exp.
 Input: the frames' event counts (uint8), sum-pooled over pool × pool pixels when pool > 1, enter
 the first dense layer as integer graded spikes (Lava's Dense with num_message_bits > 0 computes
 W·s for integer s). The latent first-layer weights keep the float network's meaning (they act on
-*averaged* pools), so they are divided by pool² before they are quantised.
+*averaged* pools), so they are divided by pool² before they are quantised. A control policy's
+members each send their own inputs (observations quantised to graded spikes, x_m of (M, T, B, n);
+`member_logits`): the first layer's accumulation and noise product are then formed per member,
+and the latent first-layer weights are divided by that input's scale 2^F (`input_scale`).
 
 Time: each dense layer delays its output by one step, so the network runs T + L steps (L dense
 layers) with zero input after the T frames, enough for the last frame to reach the readout.
@@ -98,7 +101,7 @@ class IntegerNet(ParameterHolder):
         self.params = init_parameters(self.sizes, init_gain, seed)  # as SpikingNet: same draws for the same seed
         # The integer-native (EGG) estimator moves integers by ±1 at a fixed step: with frozen_step,
         # every layer's step is the power of two nearest it (in the latent units; for the first layer
-        # that is frozen_step / pool² per input event), fixed for the whole run.
+        # that is frozen_step / input_scale per input event), fixed for the whole run.
         self.frozen = None
         if frozen_step is not None:
             self.frozen = [round(math.log2(frozen_step / (self.input_scale if i == 0 else 1)))
