@@ -9,7 +9,7 @@ seeds (`envs.evaluation_seeds`):
 - int8 ES: the same config with neuron = "loihi", weight_bits = B, reset = "zero", trained by ES on
   the integer forward pass itself;
 - with --finetune, int8 ES instead starts from the float run's trained parameters and observation
-  statistics (post-training quantisation, then integer ES), in DIR/ENV-intB-finetune-seedS.
+  statistics (init_from: post-training quantisation, then integer ES), in DIR/ENV-intB-finetune-seedS.
 
 Usage:
   python benchmarks/control_integer.py ENV [--seeds 0,1,2] [--out DIR] [--max-seconds S] [--bits 8]
@@ -27,19 +27,13 @@ import time
 from pathlib import Path
 
 from spikeroll.control.config import ControlConfig
-from spikeroll.control.trainer import ControlTrainer, evaluate_control, load_policy
+from spikeroll.control.trainer import evaluate_control, train_control
 
 
-def train(cfg: ControlConfig, out: Path, max_seconds: float | None, start_from: Path | None = None) -> dict:
-    """Train one run (overwriting) and return its report with the total seconds; `start_from`: a
-    run whose mean policy and observation statistics the run starts from."""
+def train(cfg: ControlConfig, out: Path, max_seconds: float | None) -> dict:
+    """Train one run (overwriting) and return its report with the total seconds."""
     start = time.perf_counter()
-    trainer = ControlTrainer(cfg, out, overwrite=True)
-    if start_from is not None:
-        _, policy, stats = load_policy(start_from)
-        trainer.net.load_parameters(list(policy.net.params.values()))
-        trainer.stats.load_state_dict(stats.state_dict())
-    report = trainer.run(progress=False, max_seconds=max_seconds)
+    report = train_control(cfg, out, overwrite=True, progress=False, max_seconds=max_seconds)
     return {**report, "total_seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -66,9 +60,10 @@ def main() -> None:
             row["float"] = train(ControlConfig.for_env(args.env, seed=seed), float_dir, args.max_seconds)
         row["ptq"] = evaluate_control(float_dir, row["float"]["eval_episodes"], weight_bits=args.bits)
         if not args.skip_integer:
-            cfg = ControlConfig.for_env(args.env, seed=seed, neuron="loihi", weight_bits=args.bits, reset="zero")
+            cfg = ControlConfig.for_env(args.env, seed=seed, neuron="loihi", weight_bits=args.bits, reset="zero",
+                                        init_from=str(float_dir) if args.finetune else None)
             name = f"{args.env}-int{args.bits}{'-finetune' if args.finetune else ''}-seed{seed}"
-            row["integer"] = train(cfg, out / name, args.max_seconds, float_dir if args.finetune else None)
+            row["integer"] = train(cfg, out / name, args.max_seconds)
         rows.append(row)
         f, p, i = row["float"], row["ptq"], row.get("integer")
         text = f"{i['mean_return']:.1f} ± {i['std_return']:.1f} | {i['generations']} | {i['wall_seconds']:.0f}" \

@@ -25,7 +25,7 @@ from spikeroll.control.policy import (  # noqa: E402
     quantise_observations,
 )
 from spikeroll.control.rollout import evaluate_policy  # noqa: E402
-from spikeroll.control.trainer import evaluate_control, load_policy, train_control  # noqa: E402
+from spikeroll.control.trainer import ControlTrainer, evaluate_control, load_policy, train_control  # noqa: E402
 from spikeroll.errors import SpikerollError  # noqa: E402
 from spikeroll.es.strategies import EvolutionStrategy  # noqa: E402
 
@@ -179,9 +179,9 @@ def test_quantising_an_integer_policy_is_refused():
 
 
 def _tiny(**overrides) -> ControlConfig:
-    return ControlConfig.for_env("CartPole-v1", hidden=[4], population=4, episodes=1, generations=2, eval_every=1,
-                                 val_episodes=1, eval_episodes=2, checkpoint_every=1, target_return=None,
-                                 max_episode_steps=30, **overrides)
+    settings = dict(hidden=[4], population=4, episodes=1, generations=2, eval_every=1, val_episodes=1,
+                    eval_episodes=2, checkpoint_every=1, target_return=None, max_episode_steps=30)
+    return ControlConfig.for_env("CartPole-v1", **{**settings, **overrides})
 
 
 def test_integer_training_resumes_bit_for_bit(tmp_path):
@@ -211,3 +211,16 @@ def test_eval_quantises_a_float_run(tmp_path):
     cli = CliRunner().invoke(main, ["eval", str(tmp_path / "run"), "--episodes", "2", "--weight-bits", "4"])
     assert cli.exit_code == 0, cli.output
     assert json.loads(cli.output)["mean_return"] == result["mean_return"]
+
+
+def test_integer_run_starts_from_a_float_run(tmp_path):
+    train_control(_tiny(), tmp_path / "float", progress=False)
+    _, float_policy, float_stats = load_policy(tmp_path / "float")
+    cfg = _tiny(neuron="loihi", weight_bits=8, reset="zero", init_from=str(tmp_path / "float"))
+    trainer = ControlTrainer(cfg, tmp_path / "int8")
+    for p, q in zip(trainer.net.params.values(), float_policy.net.params.values()):
+        assert torch.equal(p, q)
+    assert torch.equal(trainer.stats.sum, float_stats.sum) and torch.equal(trainer.stats.count, float_stats.count)
+    trainer.close()
+    with pytest.raises(SpikerollError, match="same env and hidden widths"):
+        ControlTrainer(_tiny(hidden=[5], init_from=str(tmp_path / "float")), tmp_path / "other")

@@ -48,6 +48,7 @@ class ControlConfig:
     obs_clip: float = 5.0  # normalised observations are clipped to ±obs_clip
     neuron: str = "lif"  # "loihi": the integer policy on Loihi's arithmetic (control.policy.IntegerPolicy)
     weight_bits: int | None = None  # loihi: 8, 4 or 2 (ternary) bit weights
+    init_from: str | None = None  # start from this control run's mean policy and observation statistics
     # strategy
     strategy: str = "eggroll"
     rank: int = 1

@@ -77,6 +77,8 @@ class ControlTrainer:
         self._val_batch: EnvBatch | None = None
         if resume and (self.out / CHECKPOINT).exists():
             self._restore(load_control_checkpoint(self.out / CHECKPOINT))
+        elif cfg.init_from:
+            self._start_from(Path(cfg.init_from))
         kept = self.files.kept_metrics(self.generation) if resume else None
         self.files.start(cfg.to_dict(), overwrite, kept)  # everything is checked: only now is the folder changed
 
@@ -96,6 +98,17 @@ class ControlTrainer:
         self.generation, self.elapsed = state["generation"], state["elapsed"]
         self.env_steps, self.stopped = state["env_steps"], state["stopped"]
         self.files.saved_generation = self.generation
+
+    def _start_from(self, run_dir: Path) -> None:
+        """Start from another control run's mean policy and observation statistics (`init_from`), e.g.
+        a float run's, whose policy this run then trains as the integer policy."""
+        start_cfg, policy, stats = load_policy(run_dir)
+        if start_cfg.env != self.cfg.env or policy.net.sizes != self.net.sizes:
+            raise SpikerollError(f"init_from {run_dir} holds a {start_cfg.env} policy of sizes {policy.net.sizes}, "
+                                 f"this run's is {self.cfg.env} {self.net.sizes}; pass a run of the same env "
+                                 "and hidden widths")
+        self.net.load_parameters([p.detach() for p in policy.net.params.values()])
+        self.stats.load_state_dict(stats.state_dict())
 
     def checkpoint(self) -> None:
         """Write checkpoint.pt atomically (training.runfiles)."""
