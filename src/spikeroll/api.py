@@ -138,9 +138,10 @@ def train_control_run(cfg: ControlConfig, out_dir: str | Path = "runs/latest", *
     return train_control(cfg, out_dir, resume=resume, overwrite=overwrite, progress=progress)
 
 
-def evaluate_control_run(run_dir: str | Path, episodes: int = 100) -> dict:
-    """A control run's mean policy over `episodes` test episodes: mean_return, std_return."""
-    return {"run": str(run_dir), **evaluate_control(run_dir, episodes)}
+def evaluate_control_run(run_dir: str | Path, episodes: int = 100, weight_bits: int | None = None) -> dict:
+    """A control run's mean policy over `episodes` test episodes: mean_return, std_return; with
+    `weight_bits`, its float policy quantised onto the integer Loihi policy (docs/control.md)."""
+    return {"run": str(run_dir), **evaluate_control(run_dir, episodes, weight_bits=weight_bits)}
 
 
 def play_run(run_dir: str | Path, out: str | Path, seed: int = 0) -> dict:

@@ -221,15 +221,22 @@ def train(config_file, out_dir, resume, overwrite, quiet, tensorboard, env, **ov
                    "(float LIF network; docs/energy.md).")
 @click.option("--episodes", default=100, show_default=True, type=click.IntRange(min=1),
               help="For a control run (--env): test episodes its mean policy plays.")
-def evaluate(run_dir, dataset, data_dir, images, tta_shift, model, early_exit_confidence, episodes):
+@click.option("--weight-bits", default=None, type=click.Choice(["8", "4", "2"]),
+              help="For a float control run (--env): play its policy quantised onto the integer Loihi policy "
+                   "with weights of this many bits (post-training quantisation, docs/control.md).")
+def evaluate(run_dir, dataset, data_dir, images, tta_shift, model, early_exit_confidence, episodes, weight_bits):
     """Accuracy of a trained run's network (or of a NIR graph, FILE.nir) on the train, validation and
     test splits, with its SynOps per inference and firing rates on validation and test; for a
     control run (--env), the mean return of its policy over --episodes test episodes."""
     from spikeroll.api import evaluate_control_run, evaluate_run, is_control_run
 
     if is_control_run(run_dir):
-        click.echo(json.dumps(evaluate_control_run(run_dir, episodes), indent=2))
+        bits = None if weight_bits is None else int(weight_bits)
+        click.echo(json.dumps(evaluate_control_run(run_dir, episodes, weight_bits=bits), indent=2))
         return
+    if weight_bits is not None:
+        _fail("--weight-bits applies to a control run's eval; a classification run is quantised by training it "
+              "with --neuron loihi --weight-bits 8")
 
     click.echo(json.dumps(evaluate_run(run_dir, dataset=dataset, data_dir=data_dir, images=images,
                                        tta_shift=tta_shift, model=model,

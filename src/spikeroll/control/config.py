@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeroll.config import (
+    NEURONS,
     OPTIMIZERS,
     RESETS,
     SCHEDULES,
@@ -45,6 +46,9 @@ class ControlConfig:
     init_gain: float = 1.0
     obs_norm: bool = True  # running mean/std of the observations (OpenAI-ES), updated between generations
     obs_clip: float = 5.0  # normalised observations are clipped to ±obs_clip
+    neuron: str = "lif"  # "loihi": the integer policy on Loihi's arithmetic (control.policy.IntegerPolicy)
+    weight_bits: int | None = None  # loihi: 8, 4 or 2 (ternary) bit weights
+    init_from: str | None = None  # start from this control run's mean policy and observation statistics
     # strategy
     strategy: str = "eggroll"
     rank: int = 1
@@ -115,7 +119,7 @@ class ControlConfig:
             (self.worker_timeout > 0,
              f"worker_timeout={self.worker_timeout} must be > 0 seconds; try --worker-timeout 60"),
         ]
-        for ok, message in checks:
+        for ok, message in checks + integer_checks(self):
             if not ok:
                 raise SpikerollError(message)
         check_population(self.population)
@@ -153,6 +157,27 @@ class ControlConfig:
         return cls.from_dict({"env": env, **ENV_DEFAULTS.get(env, {}), **overrides}, source=f"config for {env}")
 
 
+def integer_checks(cfg: ControlConfig) -> list[tuple[bool, str]]:
+    """The integer policy's settings (neuron = "loihi"): what Loihi's neuron and the integer
+    forward support (reset to zero, weights in threshold units, low-rank noise)."""
+    loihi = cfg.neuron == "loihi"
+    return [
+        (cfg.neuron in NEURONS, f"unknown neuron {cfg.neuron!r}; choose one of {', '.join(NEURONS)}"),
+        (not loihi or cfg.weight_bits in (2, 4, 8),
+         f"weight_bits={cfg.weight_bits} is not supported for neuron loihi; choose weight_bits 8, 4 or 2 "
+         "(ternary), e.g. --weight-bits 8"),
+        (loihi or cfg.weight_bits is None,
+         f"weight_bits={cfg.weight_bits} needs the integer policy; add neuron = \"loihi\" (--neuron loihi), "
+         "or drop weight_bits"),
+        (not loihi or cfg.strategy == "eggroll",
+         "neuron loihi takes low-rank noise only; use strategy eggroll (--strategy eggroll), not openes"),
+        (not loihi or cfg.reset == "zero",
+         f"neuron loihi resets to zero (Loihi's neuron), not {cfg.reset!r}; set reset = \"zero\" (--reset zero)"),
+        (not loihi or cfg.threshold == 1.0,
+         f"neuron loihi takes weights in threshold units; threshold={cfg.threshold} must be 1.0 (--threshold 1)"),
+    ]
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(ControlConfig)}
 _KINDS = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
           "list[int]": "a list of positive whole numbers, e.g. [32] or [64, 64]"}
@@ -185,7 +210,8 @@ def check_kinds(values: dict, source: str | None = None) -> None:
 
 # Settings that define the policy and the experiment: a checkpoint resumes only if they match.
 CONTROL_ARCHITECTURE_KEYS = ("env", "hidden", "time_bins", "beta", "threshold", "reset", "obs_norm", "obs_clip",
-                             "strategy", "rank", "population", "episodes", "seed", "optimizer", "max_episode_steps")
+                             "neuron", "weight_bits", "strategy", "rank", "population", "episodes", "seed",
+                             "optimizer", "max_episode_steps")
 
 # Per-environment defaults that solve the task (docs/control.md has the measured runs); the same
 # settings ship as configs/control/<env>.toml.

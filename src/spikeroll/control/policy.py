@@ -17,16 +17,25 @@ member sees its own observations: inputs are (N, E, obs_dim), member 2k = θ + n
 member 2k+1 = θ − noise, and each layer's current is x·Wᵀ plus the low-rank correction (x·B)·Aᵀ as
 batched products (`nets.model.perturbed_current`); no per-member weight matrix is formed. The plain
 policy is the same code with N = 1 and no noise.
+
+`IntegerPolicy` (neuron = "loihi") runs the same policy as the chip would: the normalised
+observation quantised to signed 8-bit graded spikes (`quantise_observations`), B-bit weights and
+Loihi's integer LIF dynamics (`spikeroll.nets.integer.IntegerNet`, every member on its own inputs).
+`integer_policy` turns a trained float policy into one (post-training quantisation).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 from spikeroll.control.envs import is_discrete, space_sizes
 from spikeroll.control.kernel import lif_steps
+from spikeroll.errors import SpikerollError
 from spikeroll.nets import kernels
+from spikeroll.nets.integer import INT8_MAX, IntegerNet
 from spikeroll.nets.model import LayerNoise, SpikingNet, lif, readout_weights
 
 
@@ -104,6 +113,10 @@ class SpikingPolicy:
             self.low = torch.as_tensor(np.asarray(low, dtype=np.float32))
             self.high = torch.as_tensor(np.asarray(high, dtype=np.float32))
 
+    def prepare(self, noise: list[LayerNoise] | None) -> list[tuple] | None:
+        """What `outputs` reuses at every step of a rollout with this noise (`member_factors`)."""
+        return None if noise is None else member_factors(noise)
+
     @torch.no_grad()
     def outputs(self, x: torch.Tensor, noise: list[LayerNoise] | None = None,
                 factors: list[tuple] | None = None) -> torch.Tensor:
@@ -154,15 +167,76 @@ class SpikingPolicy:
         return scaled.numpy().astype(np.float32)
 
 
+def input_exponent(obs_clip: float) -> int:
+    """F of the graded spikes s = round(x·2^F): the largest power of two at which ±obs_clip still
+    fits a signed 8-bit spike (F = 4 for the default clip of 5: steps of 1/16 of a std, ±80)."""
+    return math.floor(math.log2(INT8_MAX / obs_clip))
+
+
+def quantise_observations(x: torch.Tensor, exponent: int) -> torch.Tensor:
+    """Normalised observations -> the chip's signed 8-bit graded spikes, clamp(round(x·2^F), ±127) (int32)."""
+    return torch.clamp(torch.round(x.double() * 2.0**exponent), -INT8_MAX, INT8_MAX).to(torch.int32)
+
+
+class IntegerPolicy(SpikingPolicy):
+    """The policy on Loihi's integer arithmetic: normalised observations (on the host) are quantised
+    to signed 8-bit graded spikes (`quantise_observations`), sent as the same spike in each of the
+    `time_bins` steps, and the IntegerNet (B-bit weights, Loihi LIF, membrane readout; its T + L steps
+    and one-step synaptic delays as in classification) gives the readout the action is chosen from,
+    as the float policy's. Every member runs on its own observations; its noise is the integer
+    low-rank correction of `IntegerNet` (int8 B, fixed-point A)."""
+
+    def __init__(self, net: IntegerNet, time_bins: int, exponent: int, low: np.ndarray | None = None,
+                 high: np.ndarray | None = None, start: int = 0):
+        super().__init__(net, time_bins, low, high, start)
+        self.exponent = exponent
+
+    def prepare(self, noise: list[LayerNoise] | None) -> tuple:
+        """The quantised layers and the members' integer noise terms, formed once per rollout."""
+        layers = self.net.layers()
+        return noise, layers, self.net.member_terms(layers, noise)
+
+    @torch.no_grad()
+    def outputs(self, x: torch.Tensor, noise: list[LayerNoise] | None = None, factors: tuple | None = None):
+        """Readouts (N, E, n_out) of N members for their own normalised observations x (N, E, obs_dim)."""
+        noise, layers, terms = factors if factors is not None else self.prepare(noise)
+        spikes = quantise_observations(x, self.exponent)  # (N, E, n)
+        spikes = spikes[:, None].expand(-1, self.time_bins, -1, -1)  # the same spike in every bin
+        return self.net.member_logits(spikes, noise, layers, terms)
+
+
+def integer_policy(policy: SpikingPolicy, weight_bits: int, obs_clip: float) -> IntegerPolicy:
+    """A float policy's parameters on the integer network (post-training quantisation): the same
+    latent weights, quantised to B bits, with Loihi's dynamics (reset to zero, strict threshold,
+    one-step delays); what the float policy would do on the chip."""
+    net = policy.net
+    if isinstance(net, IntegerNet):
+        raise SpikerollError("this run's policy is already integer (neuron = \"loihi\"); evaluate it as it is")
+    if net.threshold != 1.0:
+        raise SpikerollError(f"threshold={net.threshold}: the integer policy takes weights in threshold "
+                             "units (threshold 1.0); retrain with threshold = 1.0")
+    exponent = input_exponent(obs_clip)
+    integer = IntegerNet(net.sizes, weight_bits, beta=net.beta, readout="membrane", input_scale=2.0**exponent)
+    integer.load_parameters([p.detach() for p in net.params.values()])
+    box = None if policy.discrete else (policy.low.numpy(), policy.high.numpy())
+    return IntegerPolicy(integer, policy.time_bins, exponent, *(box or (None, None)), start=policy.start)
+
+
 def make_policy(cfg, observation_space, action_space) -> SpikingPolicy:
-    """The policy a ControlConfig describes for an env's spaces (parameters initialised from cfg.seed)."""
+    """The policy a ControlConfig describes for an env's spaces (parameters initialised from cfg.seed):
+    float LIF (neuron = "lif") or the integer Loihi policy (neuron = "loihi")."""
     n_obs, n_out = space_sizes(observation_space, action_space)
-    net = SpikingNet([n_obs, *cfg.hidden, n_out], beta=cfg.beta, threshold=cfg.threshold, reset=cfg.reset,
+    sizes = [n_obs, *cfg.hidden, n_out]
+    box = None if is_discrete(action_space) else (action_space.low, action_space.high)
+    start = 0 if box else int(action_space.start)
+    if cfg.neuron == "loihi":
+        exponent = input_exponent(cfg.obs_clip)
+        net = IntegerNet(sizes, cfg.weight_bits, beta=cfg.beta, readout="membrane", init_gain=cfg.init_gain,
+                         seed=cfg.seed, input_scale=2.0**exponent)
+        return IntegerPolicy(net, cfg.time_bins, exponent, *(box or (None, None)), start=start)
+    net = SpikingNet(sizes, beta=cfg.beta, threshold=cfg.threshold, reset=cfg.reset,
                      readout="membrane", init_gain=cfg.init_gain, seed=cfg.seed)
-    box = not is_discrete(action_space)
-    if box:
-        return SpikingPolicy(net, cfg.time_bins, action_space.low, action_space.high)
-    return SpikingPolicy(net, cfg.time_bins, start=int(action_space.start))
+    return SpikingPolicy(net, cfg.time_bins, *(box or (None, None)), start=start)
 
 
 def member_factors(noise: list[LayerNoise]) -> list[tuple]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from spikeroll.control.envs import EnvBatch
-from spikeroll.control.policy import ObsStats, SpikingPolicy, member_factors
+from spikeroll.control.policy import ObsStats, SpikingPolicy
 from spikeroll.es.evaluators import BaseEvaluator
 from spikeroll.es.strategies import EvolutionStrategy
 from spikeroll.nets.model import LayerNoise
@@ -74,7 +74,7 @@ def rollout(policy: SpikingPolicy, batch: EnvBatch, stats: ObsStats, seeds: list
     episodes = len(seeds)
     count = members * episodes
     obs = batch.reset([seeds[j % episodes] for j in range(count)])
-    factors = None if noise is None else member_factors(noise)
+    factors = policy.prepare(noise)  # formed once per rollout (the float policy's member factors)
     alive = np.ones(count, dtype=bool)
     returns = np.zeros(count)
     lengths = np.zeros(count, dtype=np.int64)

@@ -32,7 +32,7 @@ from spikeroll.control.envs import (
     make_env,
     validation_seeds,
 )
-from spikeroll.control.policy import ObsStats, SpikingPolicy, make_policy
+from spikeroll.control.policy import IntegerPolicy, ObsStats, SpikingPolicy, integer_policy, make_policy
 from spikeroll.control.remote import RolloutRayEvaluator
 from spikeroll.control.rollout import RolloutEvaluator, evaluate_policy, rollout
 from spikeroll.errors import SpikerollError
@@ -81,6 +81,8 @@ class ControlTrainer:
         self._val_batch: EnvBatch | None = None
         if resume and (self.out / CHECKPOINT).exists():
             self._restore(load_control_checkpoint(self.out / CHECKPOINT))
+        elif cfg.init_from:
+            self._start_from(Path(cfg.init_from))
         kept = self.files.kept_metrics(self.generation) if resume else None
         self.files.start(cfg.to_dict(), overwrite, kept)  # everything is checked: only now is the folder changed
 
@@ -100,6 +102,17 @@ class ControlTrainer:
         self.generation, self.elapsed = state["generation"], state["elapsed"]
         self.env_steps, self.stopped = state["env_steps"], state["stopped"]
         self.files.saved_generation = self.generation
+
+    def _start_from(self, run_dir: Path) -> None:
+        """Start from another control run's mean policy and observation statistics (`init_from`), e.g.
+        a float run's, whose policy this run then trains as the integer policy."""
+        start_cfg, policy, stats = load_policy(run_dir)
+        if start_cfg.env != self.cfg.env or policy.net.sizes != self.net.sizes:
+            raise SpikerollError(f"init_from {run_dir} holds a {start_cfg.env} policy of sizes {policy.net.sizes}, "
+                                 f"this run's is {self.cfg.env} {self.net.sizes}; pass a run of the same env "
+                                 "and hidden widths")
+        self.net.load_parameters([p.detach() for p in policy.net.params.values()])
+        self.stats.load_state_dict(stats.state_dict())
 
     def checkpoint(self) -> None:
         """Write checkpoint.pt atomically (training.runfiles)."""
@@ -251,6 +264,9 @@ def folded_network(run_dir: str | Path) -> tuple[ControlConfig, SpikingNet]:
     fed the observation in each of cfg.time_bins bins). The clip to ±obs_clip is not representable
     and is dropped: the two agree wherever every normalised observation lies within ±obs_clip."""
     cfg, policy, stats = load_policy(run_dir)
+    if isinstance(policy, IntegerPolicy):
+        raise SpikerollError(f"{run_dir} holds an integer (neuron loihi) policy, whose export is not written "
+                             "yet; export a float run, or read its parameters from checkpoint.pt")
     net = policy.net
     weight, bias = net.params["layer0.weight"], net.params["layer0.bias"]
     if cfg.obs_norm:
@@ -280,14 +296,20 @@ def train_control(cfg: ControlConfig, out_dir: str | Path, resume: bool = False,
     return trainer.run(progress=progress, max_seconds=max_seconds)
 
 
-def evaluate_control(run_dir: str | Path, episodes: int = 100) -> dict:
-    """Mean and std of the return of a run's mean policy over `episodes` test episodes (the report's seeds)."""
+def evaluate_control(run_dir: str | Path, episodes: int = 100, weight_bits: int | None = None) -> dict:
+    """Mean and std of the return of a run's mean policy over `episodes` test episodes (the report's seeds).
+    `weight_bits` (8, 4, 2) evaluates a float run's policy quantised onto the integer Loihi policy
+    (post-training quantisation, `policy.integer_policy`) instead."""
     if not isinstance(episodes, int) or episodes < 1:
         raise SpikerollError(f"episodes={episodes!r} must be a whole number >= 1; try --episodes 100")
     cfg, policy, stats = load_policy(run_dir)
+    if weight_bits is not None:
+        policy = integer_policy(policy, weight_bits, cfg.obs_clip)
     result = evaluate_policy(policy, stats, cfg.env, evaluation_seeds(episodes))
+    neuron = "loihi" if isinstance(policy, IntegerPolicy) else "lif"
     return {"env": cfg.env, "mean_return": float(result.returns.mean()), "std_return": float(result.returns.std()),
-            "episodes": episodes, "env_steps": result.env_steps}
+            "episodes": episodes, "env_steps": result.env_steps, "neuron": neuron,
+            "weight_bits": policy.net.bits if neuron == "loihi" else None}
 
 
 def play(run_dir: str | Path, out_path: str | Path, seed: int = 0, fps: int | None = None) -> dict:

@@ -15,7 +15,10 @@ round(b·2^20) = bias_mant << bias_exp.
 Input: the frames' event counts (uint8), sum-pooled over pool × pool pixels when pool > 1, enter
 the first dense layer as integer graded spikes (Lava's Dense with num_message_bits > 0 computes
 W·s for integer s). The latent first-layer weights keep the float network's meaning (they act on
-*averaged* pools), so they are divided by pool² before they are quantised.
+*averaged* pools), so they are divided by pool² before they are quantised. A control policy's
+members each send their own inputs (observations quantised to graded spikes, x_m of (M, T, B, n);
+`member_logits`): the first layer's accumulation and noise product are then formed per member,
+and the latent first-layer weights are divided by that input's scale 2^F (`input_scale`).
 
 Time: each dense layer delays its output by one step, so the network runs T + L steps (L dense
 layers) with zero input after the T frames, enough for the last frame to reach the readout.
@@ -79,7 +82,7 @@ class IntegerNet(ParameterHolder):
 
     def __init__(self, sizes, weight_bits: int, beta: float = 0.9, readout: str = "membrane",
                  init_gain: float = 1.0, seed: int = 0, device="cpu", pool: int = 1, ptq: bool = False,
-                 frozen_step: float | None = None):
+                 frozen_step: float | None = None, input_scale: float | None = None):
         quant.check_bits(weight_bits)
         loihi.require_kernel()
         if torch.device(device).type != "cpu":
@@ -90,15 +93,18 @@ class IntegerNet(ParameterHolder):
             raise SpikerollError(f"unknown readout {readout!r}; choose one of {', '.join(READOUTS)}")
         self.sizes, self.bits, self.beta, self.readout = [int(s) for s in sizes], int(weight_bits), beta, readout
         self.pool, self.ptq = int(pool), ptq
+        # integer input = latent input × input_scale: pool² for sum-pooled frames (the latent weights
+        # act on averaged pools); 2^F for a control policy's quantised observations (spikeroll.control.policy)
+        self.input_scale = self.pool**2 if input_scale is None else input_scale
         self.counts_spikes = True  # its forwards take counts= (the chip's messages, spikeroll.nets.counts)
         self.dv = quant.decay_from_beta(beta)
         self.params = init_parameters(self.sizes, init_gain, seed)  # as SpikingNet: same draws for the same seed
         # The integer-native (EGG) estimator moves integers by ±1 at a fixed step: with frozen_step,
         # every layer's step is the power of two nearest it (in the latent units; for the first layer
-        # that is frozen_step / pool² per input event), fixed for the whole run.
+        # that is frozen_step / input_scale per input event), fixed for the whole run.
         self.frozen = None
         if frozen_step is not None:
-            self.frozen = [round(math.log2(frozen_step / (self.pool**2 if i == 0 else 1)))
+            self.frozen = [round(math.log2(frozen_step / (self.input_scale if i == 0 else 1)))
                            for i in range(len(self.sizes) - 1)]
 
     # the Trainer's interface -----------------------------------------------------------------------
@@ -108,9 +114,9 @@ class IntegerNet(ParameterHolder):
         return torch.device("cpu")
 
     def weights(self) -> list[torch.Tensor]:
-        """Latent weights per layer in the units of the integer input (first layer ÷ pool²)."""
+        """Latent weights per layer in the units of the integer input (first layer ÷ input_scale)."""
         values = list(self.params.values())
-        return [w / self.pool**2 if i == 0 else w for i, w in enumerate(values[0::2])]
+        return [w / self.input_scale if i == 0 else w for i, w in enumerate(values[0::2])]
 
     def _step(self, i: int, w: torch.Tensor) -> int:
         return self.frozen[i] if self.frozen is not None else quant.step_exponent(w, self.bits)
@@ -166,32 +172,56 @@ class IntegerNet(ParameterHolder):
             mant = quant.quantise_bias(both * THRESHOLD_V, layer["bias_exp"])
         return (mant << layer["bias_exp"]).to(torch.int32).contiguous()
 
+    def member_terms(self, layers: list[dict], noise: list[LayerNoise] | None) -> list[tuple]:
+        """What every member adds to each layer, computed once per noise draw: per layer (bias (M, H)
+        int32 in voltage units, B8 (P, in, r) int64 or None, afx (P, H, r) as numpy int64 or None)."""
+        members = 1 if noise is None else 2 * noise[0].pairs
+        terms = []
+        for i, layer in enumerate(layers):
+            bias = self._member_bias(i, layer, None if noise is None else noise[i], members).numpy()
+            if noise is None:
+                terms.append((bias, None, None))
+                continue
+            b8, afx = self._layer_noise(noise[i], layer, 1.0 / self.input_scale if i == 0 else 1.0)
+            terms.append((bias, b8, afx.numpy()))
+        return terms
+
     def _forward_int(self, x: torch.Tensor, noise: list[LayerNoise] | None, record: list | None = None,
-                     layers: list[dict] | None = None, first: np.ndarray | None = None, spikes: list | None = None):
-        """x (T, B, n) int32 -> (M, B, classes) int64 (summed readout voltage, or spike counts).
-        `layers` and `first` (the shared first-layer accumulation, `_first_base`) may be passed in
-        when many pair chunks share them; `spikes` (a list) gets each hidden layer's spike count
-        per member (M,) float64, counted in the kernel."""
+                     layers: list[dict] | None = None, first: np.ndarray | None = None, spikes: list | None = None,
+                     terms: list[tuple] | None = None):
+        """x (T, B, n) int32, shared by every member, or (M, T, B, n), each member's own (M = 2·pairs,
+        or 1 without noise) -> (M, B, classes) int64 (summed readout voltage, or spike counts).
+        `layers`, `first` (the shared first-layer accumulation, `_first_base`) and `terms`
+        (`member_terms`) may be passed in when many calls share them; `spikes` (a list) gets each
+        hidden layer's spike count per member (M,) float64, counted in the kernel."""
         layers = layers or self.layers()
-        T, B, n = x.shape
+        terms = terms or self.member_terms(layers, noise)
+        own = x.dim() == 4
+        T, B, n = x.shape[-3:]
         L = len(layers)
         S = T + L
-        P = 0 if noise is None else noise[0].pairs
-        M = 1 if noise is None else 2 * P
-        base_np = self._first_base(x, layers) if first is None else first
+        M = 1 if noise is None else 2 * noise[0].pairs
+        if own and x.shape[0] != M:
+            raise SpikerollError(f"per-member inputs hold {x.shape[0]} members, the noise {M}")
+        base_np = (self._member_base(x, layers) if own else self._first_base(x, layers)) if first is None else first
         layer_noise = None  # (xb, per_member, afx, shift) of the layer's input, see loihi.loihi_layer
         if noise is not None:
-            b8, afx_t = self._layer_noise(noise[0], layers[0], 1.0 / self.pool**2)
-            r = b8.shape[2]
-            xb = np.zeros((P, S, r, B), np.int64)
-            flat = loihi.sparse_matmul(x.reshape(T * B, n).numpy(),
-                                       b8.to(torch.int32).permute(1, 0, 2).reshape(n, P * r).numpy())
-            xb[:, :T] = flat.reshape(T, B, P, r).transpose(2, 0, 3, 1)
-            layer_noise = (xb, False, afx_t.numpy(), NOISE_FIXED + AFX_FIXED)
+            b8, afx = terms[0][1], terms[0][2]
+            if own:  # member m's x_m·B8 of its pair k = m // 2
+                xb = np.zeros((M, S, b8.shape[2], B), np.int64)
+                xb[:, :T] = torch.einsum("mtbn,mnr->mtrb", x.to(torch.int64),
+                                         b8.repeat_interleave(2, dim=0)).numpy()
+            else:
+                P, r = b8.shape[0], b8.shape[2]
+                xb = np.zeros((P, S, r, B), np.int64)
+                flat = loihi.sparse_matmul(x.reshape(T * B, n).numpy(),
+                                           b8.to(torch.int32).permute(1, 0, 2).reshape(n, P * r).numpy())
+                xb[:, :T] = flat.reshape(T, B, P, r).transpose(2, 0, 3, 1)
+            layer_noise = (xb, own, afx, NOISE_FIXED + AFX_FIXED)
         for i, layer in enumerate(layers):
             last = i == L - 1
             H = layer["q"].shape[0]
-            bias = self._member_bias(i, layer, None if noise is None else noise[i], M).numpy()
+            bias = terms[i][0]
             spiking = not last or self.readout == "spikes"
             project = next_noise = None
             if not last:
@@ -200,10 +230,10 @@ class IntegerNet(ParameterHolder):
                 raw_next = np.zeros((M, S, nxt["q"].shape[0], B), np.int32)
                 b_next = xb_next = None
                 if noise is not None:
-                    b8n, afx_t = self._layer_noise(noise[i + 1], nxt, 1.0)
+                    b8n, afx_n = terms[i + 1][1], terms[i + 1][2]
                     b_next = b8n.numpy()
                     xb_next = np.zeros((M, S, b8n.shape[2], B), np.int64)
-                    next_noise = (xb_next, True, afx_t.numpy(), NOISE_FIXED + AFX_FIXED)
+                    next_noise = (xb_next, True, afx_n, NOISE_FIXED + AFX_FIXED)
                 project = (qt_next, b_next, raw_next, xb_next)
             out_sum = np.zeros((M, H, B), np.int64)
             rec = [np.zeros((M, S, H, B), np.int64) for _ in range(3)] if record is not None else None
@@ -217,6 +247,17 @@ class IntegerNet(ParameterHolder):
             if last:
                 return torch.from_numpy(out_sum).transpose(1, 2)  # (M, B, classes)
             base_np, layer_noise = raw_next, next_noise
+
+    def _member_base(self, x: torch.Tensor, layers: list[dict]) -> np.ndarray:
+        """Per-member first-layer accumulation x_m·qᵀ at each of the T + L steps: (M, S, H, B) int32."""
+        M, T, B, _ = x.shape
+        acc = torch.einsum("mtbn,hn->mthb", x.to(torch.int64), layers[0]["q"].to(torch.int64)).numpy()
+        if acc.size and np.abs(acc).max() >= 2**31:
+            raise SpikerollError("the first layer's input sum overflows 32 bits (inputs too large for the "
+                                 "chip's accumulator); quantise the inputs to fewer bits")
+        base = np.zeros((M, T + len(layers), acc.shape[2], B), np.int32)
+        base[:, :T] = acc
+        return base
 
     def _first_base(self, x: torch.Tensor, layers: list[dict]) -> np.ndarray:
         """The first layer's shared accumulation x·qᵀ at each of the T + L steps: (1, S, H, B) int32."""
@@ -277,6 +318,13 @@ class IntegerNet(ParameterHolder):
             spikes = [torch.cat([p[i] for p in parts]) for i in range(len(self.sizes) - 2)]
             counts.append(SpikeCounts(float((x != 0).sum()), spikes, list(self.sizes), T, B))
         return out
+
+    def member_logits(self, x: torch.Tensor, noise: list[LayerNoise] | None = None,
+                      layers: list[dict] | None = None, terms: list[tuple] | None = None) -> torch.Tensor:
+        """Logits (M, B, classes) of M members for their own integer inputs x (M, T, B, n) (graded
+        spikes, e.g. a control policy's quantised observations): M = 2·pairs of `noise`, or 1
+        without. `layers` (`layers()`) and `terms` (`member_terms`) may be computed once and reused."""
+        return self._to_logits(self._forward_int(x.to(torch.int32), noise, layers=layers, terms=terms), x.shape[1])
 
     def trace(self, frames: torch.Tensor, noise: list[LayerNoise] | None = None) -> list[dict]:
         """u, v and spikes of every layer at every step (M, S, B, H) int64: the values the tests

@@ -237,13 +237,14 @@ if njit is not None:
             b0 = (job - k * blocks) * BLOCK
             nb = min(BLOCK, B - b0)
             members = min(2, M - 2 * k)
-            u = np.zeros((2, H, BLOCK), np.int32)
-            v = np.zeros((2, H, BLOCK), np.int32)
-            corr = np.zeros((H, BLOCK), np.int64)
-            a = np.zeros(BLOCK, np.int64)
-            s = np.zeros(BLOCK, np.int32)
-            nxt = np.zeros((max(O, 1), BLOCK), np.int32)  # next layer's W·s of this step, per sample
-            nxt_b = np.zeros((max(r2, 1), BLOCK), np.int32)  # and s·B8 (|values| <= 127·H)
+            width = min(BLOCK, B)  # a job's buffers: a control policy's few samples need no full block
+            u = np.zeros((2, H, width), np.int32)
+            v = np.zeros((2, H, width), np.int32)
+            corr = np.zeros((H, width), np.int64)
+            a = np.zeros(width, np.int64)
+            s = np.zeros(width, np.int32)
+            nxt = np.zeros((max(O, 1), width), np.int32)  # next layer's W·s of this step, per sample
+            nxt_b = np.zeros((max(r2, 1), width), np.int32)  # and s·B8 (|values| <= 127·H)
             for t in range(S):
                 for j in range(members):
                     m = 2 * k + j
