@@ -352,3 +352,21 @@ def test_rank_above_the_policy_shapes_is_refused(tmp_path):
 def test_shipped_configs_are_the_env_defaults(env_id):
     cfg = ControlConfig.from_file(CONFIGS / f"{env_id}.toml").validate()
     assert cfg == ControlConfig.for_env(env_id)
+
+
+def test_control_runs_with_its_thread_count_and_restores_the_callers(tmp_path):
+    """A control run trains on cfg.threads torch threads (the report says so) and leaves the
+    caller's thread count as it was; threads = 0 is a one-line error."""
+    import torch
+
+    from spikeroll.control.config import ControlConfig
+    from spikeroll.control.trainer import train_control
+    from spikeroll.errors import SpikerollError
+
+    before = torch.get_num_threads()
+    report = train_control(ControlConfig.for_env("CartPole-v1", generations=1, population=8, eval_episodes=2,
+                                                 val_episodes=2, threads=1), tmp_path / "run", progress=False)
+    assert report["torch_threads"] == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(SpikerollError, match="threads=0 must be >= 1"):
+        ControlConfig.for_env("CartPole-v1", threads=0).validate()

@@ -71,6 +71,10 @@ class ControlConfig:
     target_return: float | None = None  # stop once val_return reaches this (validation seeds, not test seeds)
     eval_episodes: int = 100  # the report's mean_return: the final mean policy on fixed test seeds
     checkpoint_every: int = 10
+    # torch and numba threads in this process while training or evaluating: a policy step's tensors
+    # are tiny, so more threads mostly wait on each other (2 threads: 13x slower under load,
+    # docs/distributed.md); where rollouts run, never what they give
+    threads: int = 1
     # Ray workers (spikeroll.control.remote, extra `distributed`): where rollouts run, never what they give
     workers: int = 0  # Ray worker processes; 0 = play the rollouts in this process
     threads_per_worker: int | None = None  # None = the cores divided evenly among the workers
@@ -108,6 +112,8 @@ class ControlConfig:
             (self.generations >= 1, f"generations={self.generations} must be >= 1"),
             (SEED_RANGE[0] <= self.seed < SEED_RANGE[1], "seed is out of range; it must fit 64 bits, e.g. --seed 0"),
             (self.eval_every >= 1 and self.checkpoint_every >= 1, "eval_every and checkpoint_every must be >= 1"),
+            (isinstance(self.threads, int) and self.threads >= 1,
+             f"threads={self.threads!r} must be >= 1; try threads = 1"),
             (self.val_episodes >= 1, f"val_episodes={self.val_episodes} must be >= 1"),
             (self.eval_episodes >= 1, f"eval_episodes={self.eval_episodes} must be >= 1; try --eval-episodes 100"),
             (0 <= self.workers <= max(1, self.population // 2), f"workers={self.workers} must be between 0 (this "

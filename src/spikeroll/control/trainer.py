@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ from spikeroll.errors import SpikerollError
 from spikeroll.es.estimators import ESEstimator
 from spikeroll.es.schedules import schedule_factor
 from spikeroll.es.strategies import EvolutionStrategy
+from spikeroll.nets.kernels import numba_threads
 from spikeroll.nets.model import SpikingNet
 from spikeroll.training.factories import make_optimizer
 from spikeroll.training.rundir import CHECKPOINT, CONFIG, check_params, check_tensors, read_state
@@ -153,7 +155,8 @@ class ControlTrainer:
         """Train up to cfg.generations (or until val_return reaches target_return, or max_seconds of
         training), checkpoint, evaluate the final mean policy on the test seeds and write report.json."""
         try:
-            return self._run(progress, max_seconds)
+            with compute_threads(self.cfg.threads):
+                return self._run(progress, max_seconds)
         except BaseException:
             self.files.put_back()  # an overwritten run returns if this one wrote no checkpoint
             raise
@@ -223,6 +226,18 @@ class ControlTrainer:
 
 
 # reading a run back -------------------------------------------------------------------------------
+@contextmanager
+def compute_threads(threads: int) -> Iterator[None]:
+    """torch's and numba's thread counts set to `threads` for the block, restored after it."""
+    before = torch.get_num_threads()
+    with numba_threads(threads):  # first: starting numba's thread pool can reset OpenMP's count
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+
 def load_control_checkpoint(path: Path) -> dict:
     """A control checkpoint's state (read as classification checkpoints are: tensors and plain
     containers only, nothing in it can run code), checked for every key; any problem is one line."""
@@ -305,7 +320,8 @@ def evaluate_control(run_dir: str | Path, episodes: int = 100, weight_bits: int 
     cfg, policy, stats = load_policy(run_dir)
     if weight_bits is not None:
         policy = integer_policy(policy, weight_bits, cfg.obs_clip)
-    result = evaluate_policy(policy, stats, cfg.env, evaluation_seeds(episodes))
+    with compute_threads(cfg.threads):
+        result = evaluate_policy(policy, stats, cfg.env, evaluation_seeds(episodes))
     neuron = "loihi" if isinstance(policy, IntegerPolicy) else "lif"
     return {"env": cfg.env, "mean_return": float(result.returns.mean()), "std_return": float(result.returns.std()),
             "episodes": episodes, "env_steps": result.env_steps, "neuron": neuron,

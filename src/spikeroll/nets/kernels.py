@@ -19,7 +19,9 @@ rounding (a neuron that lands exactly on the threshold can still flip).
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -303,6 +305,21 @@ def run_jobs(kernel, args: tuple, jobs: int) -> None:
     kernel(*args, bounds[0], bounds[1])
     for f in futures:
         f.result()
+
+
+@contextmanager
+def numba_threads(threads: int) -> Iterator[None]:
+    """numba's thread count (its prange kernels: the integer network's) at most `threads` for the
+    block, restored after it; nothing where numba is missing."""
+    if numba is None:
+        yield
+        return
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 _POOLS: dict[int, object] = {}
