@@ -63,6 +63,13 @@ def test_sweep_writes_table_and_figure_and_resumes(tmp_path):
     lines.clear()
     pareto_sweep(base, tmp_path, points, data=synthetic_data(), progress=False, echo=lines.append, isolate=False)
     assert sum(": done" in line for line in lines) == 4
+    before = json.loads((tmp_path / "bptt-w50" / "report.json").read_text())
+    (tmp_path / "bptt-w50" / "report.json").unlink()  # as if killed after its last checkpoint
+    lines.clear()
+    pareto_sweep(base, tmp_path, points, data=synthetic_data(), progress=False, echo=lines.append, isolate=False)
+    assert sum(": done" in line for line in lines) == 3 and any("bptt-w50" in x and ": resume" in x for x in lines)
+    after = json.loads((tmp_path / "bptt-w50" / "report.json").read_text())
+    assert after["val_accuracy"] == before["val_accuracy"] and after["generations"] == 8
     changed = plan_points(small_config(generations=7, eval_every=6, checkpoint_every=6), [0.0])
     with pytest.raises(SpikerollError, match="other settings than point es-w0"):
         pareto_sweep(base, tmp_path, changed, data=synthetic_data(), progress=False, echo=lines.append,

@@ -10,7 +10,7 @@ fresh process (`compare.run_worker` through `isolate.run_isolated`, as `spikerol
 
 λ is the same number for both methods: ES's penalty and BPTT's regulariser divide the same SynOps
 count by the same all-firing reference (docs/energy.md). A point whose run directory already holds a
-report.json with the planned settings is skipped, one with a checkpoint is resumed, so an
+report.json with the planned settings is skipped, an unfinished one is resumed, so an
 interrupted sweep continues where it stopped. Writes OUT/pareto.md (one row per point) and
 OUT/pareto.png (validation accuracy against SynOps per inference, one series per method, each
 method's non-dominated points joined).
@@ -109,9 +109,8 @@ def _state(point: Point, run_dir: Path, overwrite: bool) -> str:
     if not same:
         raise SpikerollError(f"{run_dir} holds a run with other settings than point {point.name}; pass --overwrite "
                              "to replace it or choose another --out")
-    if (run_dir / "report.json").exists():
-        return "done"
-    return "resume" if (run_dir / "checkpoint.pt").exists() else "new"
+    # resume: from the last checkpoint, or from generation 0 where the run stopped before its first
+    return "done" if (run_dir / "report.json").exists() else "resume"
 
 
 def pareto_sweep(base: TrainConfig, out_dir: str | Path, points: list[Point], *, data=None, overwrite=False,
