@@ -232,6 +232,8 @@ def plot_front(rows: list[dict], path: str | Path) -> Path:
     """pareto.png: validation accuracy against total SynOps (left) and hidden SynOps (right) per
     inference, one series per method; each method's non-dominated points are filled and joined."""
     fig = _figure(figsize=(11, 4.2))
+    from matplotlib.ticker import FuncFormatter  # optional dependency, present once _figure succeeded
+
     axes = fig.subplots(1, 2)
     colors = {"es": "tab:blue", "es-loihi": "tab:green", "bptt": "tab:red"}
     for ax, cost, label in ((axes[0], "synops", "SynOps per inference (input events included)"),
@@ -246,6 +248,7 @@ def plot_front(rows: list[dict], path: str | Path) -> Path:
             best = sorted((x, y) for x, y, f in zip(xs, ys, front) if f)
             ax.plot([x for x, _ in best], [y for _, y in best], "o-", color=colors[method])
         ax.set_xlabel(label)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:,.4g}k"))  # 490.5k, not 490500
         ax.set_ylabel("validation accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(title="method (filled: front)")
