@@ -379,10 +379,10 @@ def compare(config_file, budget_seconds, generations, ranks, strategies, bptt_lr
 @main.command()
 @click.option("--config", "config_file", type=click.Path(), help="JSON or TOML file of base settings.")
 @_train_options
-@click.option("--es-weights", default="0,0.5,1,2", show_default=True, help="ES points: --objective synops at each --synops-weight λ ('' for none).")
+@click.option("--es-weights", default="0,50,200,1000", show_default=True, help="ES points: --objective synops at each --synops-weight λ ('' for none).")
 @click.option("--es-budgets", default="", help="More ES points: --objective budget at each --synops-budget S (SynOps per inference).")
 @click.option("--loihi-weights", default="", help="ES points on the integer network (--neuron loihi, int8 unless --weight-bits) at each λ.")
-@click.option("--bptt-weights", default="0,0.5,1,2", show_default=True, help="BPTT points: --rate-weight λ ('' for none).")
+@click.option("--bptt-weights", default="0,50,200,1000", show_default=True, help="BPTT points: --rate-weight λ ('' for none).")
 @click.option("--bptt-lr", type=float, default=2e-3, show_default=True, help="BPTT's learning rate.")
 @click.option("--bptt-generations", type=int, default=None, help="BPTT's optimizer steps [default: --generations].")
 @click.option("--out", "out_dir", default="runs/pareto", show_default=True, help="Folder for the run directories, pareto.md and pareto.png.")
