@@ -64,6 +64,8 @@ TRAIN_OPTIONS = [
     ("--synops-weight", "synops_weight", float, "λ of --objective synops and budget."),
     ("--synops-budget", "synops_budget", float, "SynOps per inference that --objective budget allows before its penalty."),
     ("--fitness", "fitness", str, "Your own fitness instead of --objective: FILE.py:FN, FN(logits, labels, counts) -> (N,) (docs/energy.md). The file is imported: a resumed run needs it named again."),
+    ("--rate-weight", "rate_weight", float, "--strategy bptt: λ of the spike regulariser, loss = CE + λ·hidden SynOps/all-firing SynOps (read like --synops-weight); docs/energy.md."),
+    ("--rate-target", "rate_target", str, "--strategy bptt with --rate-weight: one firing rate per hidden layer, comma-separated; the penalty becomes λ·Σ max(0, rate − target)² instead."),
     ("--optimizer", "optimizer", click.Choice(OPTIMIZERS), "Optimizer the ES gradient is handed to (adam = AdamW)."),
     ("--lr", "lr", float, "Learning rate (the default suits ES; for --strategy bptt use ~0.001-0.005)."),
     ("--lr-schedule", "lr_schedule", click.Choice(SCHEDULES), "Learning-rate schedule over the run."),
@@ -382,6 +384,36 @@ def compare(config_file, budget_seconds, generations, ranks, strategies, bptt_lr
     compare_runs(cfg, out_dir, ranks=ranks, strategies=strategies, generations=generations,
                  budget_seconds=budget_seconds, bptt_lr=bptt_lr, overwrite=overwrite, progress=not quiet,
                  echo=click.echo)
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(), help="JSON or TOML file of base settings.")
+@_train_options
+@click.option("--es-weights", default="0,50,200,1000", show_default=True, help="ES points: --objective synops at each --synops-weight λ ('' for none).")
+@click.option("--es-budgets", default="", help="More ES points: --objective budget at each --synops-budget S (SynOps per inference).")
+@click.option("--loihi-weights", default="", help="ES points on the integer network (--neuron loihi, int8 unless --weight-bits) at each λ.")
+@click.option("--bptt-weights", default="0,50,200,1000", show_default=True, help="BPTT points: --rate-weight λ ('' for none).")
+@click.option("--bptt-lr", type=float, default=2e-3, show_default=True, help="BPTT's learning rate.")
+@click.option("--bptt-generations", type=int, default=None, help="BPTT's optimizer steps [default: --generations].")
+@click.option("--out", "out_dir", default="runs/pareto", show_default=True, help="Folder for the run directories, pareto.md and pareto.png.")
+@click.option("--overwrite", is_flag=True, help="Retrain points already in --out (default: skip finished ones, resume interrupted ones).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def pareto(config_file, es_weights, es_budgets, loihi_weights, bptt_weights, bptt_lr, bptt_generations, out_dir,
+           overwrite, quiet, **overrides):
+    """Accuracy against SynOps: ES (--objective synops/budget) and BPTT (--rate-weight) at several weights.
+
+    Each point is an ordinary run directory under --out, trained in its own process one after another;
+    finished points are skipped, so rerunning continues a sweep. Writes OUT/pareto.md and OUT/pareto.png
+    (validation accuracy against SynOps per inference, each method's non-dominated front marked).
+    """
+    from spikeroll.tools.pareto import pareto_sweep, parse_values, plan_points
+
+    cfg = build_config(config_file, None, overrides)
+    points = plan_points(cfg, parse_values(es_weights, "--es-weights"), parse_values(bptt_weights, "--bptt-weights"),
+                         es_budgets=parse_values(es_budgets, "--es-budgets"),
+                         loihi_weights=parse_values(loihi_weights, "--loihi-weights"), bptt_lr=bptt_lr,
+                         bptt_generations=bptt_generations)
+    pareto_sweep(cfg, out_dir, points, overwrite=overwrite, progress=not quiet, echo=click.echo)
 
 
 @main.group()

@@ -74,6 +74,9 @@ class TrainConfig:
     synops_weight: float = 1.0  # λ of the synops and budget objectives
     synops_budget: float | None = None  # S, SynOps per inference, of the budget objective
     fitness: str | None = None  # FILE.py:FN, a user's fitness(logits, labels, counts) -> (N,) instead of objective
+    # BPTT's spike regulariser (spikeroll.es.bptt): λ·hidden SynOps / reference, or λ·Σ_l max(0, rate_l − target_l)²
+    rate_weight: float = 0.0
+    rate_target: list[float] | None = None  # one target firing rate per hidden layer (spikes per neuron and bin)
     # optimiser
     optimizer: str = "adam"
     lr: float = 0.02
@@ -165,6 +168,11 @@ class TrainConfig:
             values["hidden"] = parse_widths(hidden)
         elif _is_int(hidden):  # one width
             values["hidden"] = [hidden]
+        target = values.get("rate_target")
+        if isinstance(target, str):
+            values["rate_target"] = parse_rates(target)
+        elif _has_kind(target, "float"):  # one rate
+            values["rate_target"] = [target]
         check_types(values, source)
         return cls(**values)
 
@@ -224,7 +232,7 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 # The type of every setting, read from TrainConfig's annotations: (kind, None allowed).
-_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "list[int]": "widths"}
+_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "list[int]": "widths", "list[float]": "numbers"}
 
 
 def _field_kinds() -> dict[str, tuple[str, bool]]:
@@ -239,7 +247,8 @@ def _field_kinds() -> dict[str, tuple[str, bool]]:
 
 FIELD_KINDS = _field_kinds()
 EXPECTED = {"int": "a whole number (64 bits at most)", "float": "a number", "str": "a string", "bool": "true or false",
-            "widths": "a list of positive whole numbers, e.g. [128] or [256, 128]"}
+            "widths": "a list of positive whole numbers, e.g. [128] or [256, 128]",
+            "numbers": "a list of numbers, e.g. [0.05] or [0.05, 0.1]"}
 DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
             for f in dataclasses.fields(TrainConfig)}
 
@@ -260,6 +269,8 @@ def _has_kind(value, kind: str) -> bool:
         return isinstance(value, str)
     if kind == "bool":
         return isinstance(value, bool)
+    if kind == "numbers":
+        return isinstance(value, (list, tuple)) and all(_has_kind(v, "float") and _finite(v) for v in value)
     return isinstance(value, (list, tuple)) and all(_is_int(width) and abs(width) < INT_LIMIT for width in value)
 
 
@@ -281,7 +292,7 @@ def check_types(values: dict, source: str | None = None) -> None:
         flag = "--" + name.replace("_", "-")
         example = DEFAULTS[name]
         example = ",".join(map(str, example)) if isinstance(example, list) else example
-        hint = f"; e.g. {flag} {example}" if example is not None and kind not in ("bool", "widths") else ""
+        hint = f"; e.g. {flag} {example}" if example is not None and kind not in ("bool", "widths", "numbers") else ""
         if not _has_kind(value, kind):
             expected = EXPECTED[kind] + (" (or left out)" if optional else "")
             raise SpikerollError(f"{prefix}{name} must be {expected}, got {_show(value)} "
@@ -361,9 +372,42 @@ def objective_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
         (cfg.objective != "budget" or bool(cfg.synops_budget),
          "--objective budget needs --synops-budget S > 0 (SynOps per inference of the mean network)"),
         (default or not cfg.model, "--model networks count no spikes yet: use --objective ce without --fitness"),
-        (default or cfg.strategy != "bptt", "--strategy bptt trains on the cross-entropy; --objective and --fitness "
-         "apply to eggroll, openes and egg"),
+        (default or cfg.strategy != "bptt", "--strategy bptt trains on the cross-entropy (--objective and --fitness "
+         "apply to eggroll, openes and egg); to trade accuracy for SynOps with BPTT use --rate-weight λ"),
+        *rate_checks(cfg),
     ]
+
+
+def rate_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
+    """Settings of BPTT's spike regulariser (--rate-weight, --rate-target)."""
+    targets = cfg.rate_target
+    regularised = cfg.rate_weight > 0 or targets is not None
+    return [
+        (_finite(cfg.rate_weight) and cfg.rate_weight >= 0,
+         f"rate_weight={cfg.rate_weight} must be a finite number >= 0; try --rate-weight 1"),
+        (targets is None or all(0.0 <= t <= 1.0 for t in targets),
+         f"rate_target={targets} must hold firing rates in [0, 1] (spikes per neuron and bin); try --rate-target 0.05"),
+        (targets is None or len(targets) == len(cfg.hidden),
+         f"rate_target={targets} needs one rate per hidden layer ({len(cfg.hidden)} for --hidden "
+         f"{','.join(map(str, cfg.hidden))})"),
+        (targets is None or cfg.rate_weight > 0, "--rate-target needs --rate-weight λ > 0 (the penalty's weight)"),
+        (not regularised or cfg.strategy == "bptt", "--rate-weight/--rate-target regularise --strategy bptt; for ES "
+         "use --objective synops --synops-weight λ"),
+        (not regularised or (cfg.neuron == "lif" and not cfg.model), "--rate-weight/--rate-target need the float "
+         "LIF network (--neuron lif, no --model)"),
+    ]
+
+
+def parse_rates(text: str) -> list[float]:
+    """'0.05,0.1' -> [0.05, 0.1] (--rate-target); anything but numbers is a one-line error (ranges: validate)."""
+    try:
+        rates = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise SpikerollError(f"--rate-target {text!r} is not a comma-separated list of rates; "
+                             "try --rate-target 0.05") from None
+    if not rates:
+        raise SpikerollError("--rate-target is empty; give one rate per hidden layer, e.g. --rate-target 0.05")
+    return rates
 
 
 def parse_widths(text: str) -> list[int]:

@@ -418,6 +418,14 @@ class SpikingNet(ParameterHolder):
         list) gets its `SpikeCounts` (one member)."""
         return self.population_logits(frames, None, counts=counts)[0]
 
+    def logits_and_hidden_spikes(self, frames: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The plain network's logits (B, classes) and each hidden layer's spikes (T, B, width) from
+        one forward on the PyTorch path, differentiable through the surrogate under autograd (BPTT's
+        spike regulariser, spikeroll.es.bptt)."""
+        record: list[torch.Tensor] = []
+        logits = self._run(self._inputs(frames), None, record=record)
+        return logits[0], [spikes[0] for spikes in record[:len(self.sizes) - 2]]
+
     def spike_trains(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Spikes of every spiking layer of the plain network: a list of (T, B, width)."""
         record: list[torch.Tensor] = []

@@ -176,7 +176,8 @@ def run_worker(spec_path: str | Path) -> dict:
         resources["rss_before_training_mib"] = _current_rss_mib()
         start = time.perf_counter()
         step_memory = _StepMemory()
-        trainer = Trainer(cfg, out, data, overwrite=spec.get("overwrite", False), callbacks=[step_memory])
+        trainer = Trainer(cfg, out, data, resume=spec.get("resume", False), overwrite=spec.get("overwrite", False),
+                          callbacks=[step_memory])
         if trainer.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(trainer.device)
         report = trainer.run(progress=spec.get("progress", False), max_seconds=spec.get("max_seconds"))

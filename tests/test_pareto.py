@@ -1,0 +1,76 @@
+"""`spikeroll pareto`: the dominance rule against a hand-worked example, and a tiny sweep on synthetic
+data: its run directories, pareto.md and pareto.png, and that a rerun skips the finished points."""
+
+import json
+
+import pytest
+
+from spikeroll.errors import SpikerollError
+from spikeroll.tools.pareto import mark_fronts, non_dominated, pareto_sweep, parse_values, plan_points
+
+from test_train import small_config, synthetic_data
+
+
+def test_non_dominated_hand_worked():
+    #           A           B           C: B has less   D: A is      E: A costs   F: cheapest  G: equal to B,
+    #                                   cost, more acc  better       less         of all       so neither wins
+    points = [(100, 0.90), (50, 0.85), (60, 0.80), (100, 0.88), (200, 0.90), (10, 0.50), (50, 0.85)]
+    assert non_dominated(points) == [True, True, False, False, False, True, True]
+
+
+def test_fronts_are_per_method():
+    rows = [{"method": "es", "synops": 10.0, "val_accuracy": 0.5},
+            {"method": "es", "synops": 20.0, "val_accuracy": 0.4},
+            {"method": "bptt", "synops": 30.0, "val_accuracy": 0.3}, {"method": "bptt", "error": "x"}]
+    mark_fronts(rows)  # the BPTT point is dominated by ES's, but fronts are drawn per method
+    assert [r.get("front") for r in rows] == [True, False, True, None]
+
+
+def test_parse_values():
+    assert parse_values("0, 0.5,1,1", "--es-weights") == [0.0, 0.5, 1.0]
+    assert parse_values("", "--bptt-weights") == []
+    with pytest.raises(SpikerollError, match="--es-weights holds -1"):
+        parse_values("0,-1", "--es-weights")
+    with pytest.raises(SpikerollError, match="comma-separated list of numbers"):
+        parse_values("a", "--bptt-weights")
+    with pytest.raises(SpikerollError, match="no operating points"):
+        plan_points(small_config())
+
+
+def test_sweep_writes_table_and_figure_and_resumes(tmp_path):
+    pytest.importorskip("matplotlib")
+    base = small_config(generations=6, eval_every=6, checkpoint_every=6)
+    points = plan_points(base, [0.0, 50.0], [0.0, 50.0], bptt_lr=0.01, bptt_generations=8)
+    assert [p.name for p in points] == ["es-w0", "es-w50", "bptt-w0", "bptt-w50"]
+    assert points[1].cfg.objective == "synops" and points[1].cfg.synops_weight == 50.0
+    assert points[3].cfg.strategy == "bptt" and points[3].cfg.rate_weight == 50.0 and points[3].cfg.generations == 8
+    lines = []
+    rows = pareto_sweep(base, tmp_path, points, data=synthetic_data(), progress=False, echo=lines.append,
+                        isolate=False)
+    for p in points:
+        report = json.loads((tmp_path / p.name / "report.json").read_text())
+        row = next(r for r in rows if r["name"] == p.name)
+        assert row["val_accuracy"] == report["val_accuracy"] and row["synops"] == report["val_synops"] > 0
+        assert row["generations"] == p.cfg.generations
+    for method in ("es", "bptt"):  # each method's front is what the dominance rule says of its own rows
+        mine = [r for r in rows if r["method"] == method]
+        assert [r["front"] for r in mine] == non_dominated([(r["synops"], r["val_accuracy"]) for r in mine])
+    text = (tmp_path / "pareto.md").read_text()
+    assert text.count("\n| es |") == 2 and text.count("\n| bptt |") == 2
+    assert "`spikeroll train --time-bins 4 --hidden 8 " in text and "--rate-weight 50 " in text
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+    # a rerun trains nothing; a changed setting is refused instead of mixing runs
+    lines.clear()
+    pareto_sweep(base, tmp_path, points, data=synthetic_data(), progress=False, echo=lines.append, isolate=False)
+    assert sum(": done" in line for line in lines) == 4
+    before = json.loads((tmp_path / "bptt-w50" / "report.json").read_text())
+    (tmp_path / "bptt-w50" / "report.json").unlink()  # as if killed after its last checkpoint
+    lines.clear()
+    pareto_sweep(base, tmp_path, points, data=synthetic_data(), progress=False, echo=lines.append, isolate=False)
+    assert sum(": done" in line for line in lines) == 3 and any("bptt-w50" in x and ": resume" in x for x in lines)
+    after = json.loads((tmp_path / "bptt-w50" / "report.json").read_text())
+    assert after["val_accuracy"] == before["val_accuracy"] and after["generations"] == 8
+    changed = plan_points(small_config(generations=7, eval_every=6, checkpoint_every=6), [0.0])
+    with pytest.raises(SpikerollError, match="other settings than point es-w0"):
+        pareto_sweep(base, tmp_path, changed, data=synthetic_data(), progress=False, echo=lines.append,
+                     isolate=False)
