@@ -1,7 +1,7 @@
 """TorchSpikingPolicy (spikeroll.control.torch_policy), the nn.Module form of the spiking control policy:
 the same readouts and actions as SpikingPolicy's own forward (numba kernel and PyTorch paths) on random
-observations, a hand-worked 1-neuron case, flat-vector loading, and the same episode returns as
-evaluate_control for a trained run."""
+observations, a hand-worked 1-neuron case, flat-vector loading, the same episode returns as
+spikeroll's evaluation, and loading a run."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ gym = pytest.importorskip("gymnasium")
 from spikeroll.control.config import ControlConfig  # noqa: E402
 from spikeroll.control.envs import evaluation_seeds  # noqa: E402
 from spikeroll.control.policy import ObsStats, SpikingPolicy  # noqa: E402
+from spikeroll.control.rollout import evaluate_policy  # noqa: E402
 from spikeroll.control.torch_policy import TorchSpikingPolicy  # noqa: E402
-from spikeroll.control.trainer import evaluate_control, train_control  # noqa: E402
+from spikeroll.control.trainer import load_policy, train_control  # noqa: E402
 from spikeroll.errors import SpikerollError  # noqa: E402
 from spikeroll.nets.model import SpikingNet  # noqa: E402
 
@@ -109,16 +110,17 @@ def test_bad_shapes_are_one_line_errors():
         TorchSpikingPolicy([4, 8, 2], reset="soft")
 
 
-def test_from_run_plays_the_same_returns_as_evaluate_control(tmp_path):
-    """A briefly trained CartPole run, played greedily env by env through the module, gives the same
-    test returns as spikeroll's batched evaluation (EnvBatch, numba kernel)."""
-    cfg = ControlConfig.for_env("CartPole-v1", hidden=[8], population=8, generations=2, eval_every=2,
-                                target_return=None)
-    train_control(cfg, tmp_path, progress=False)
-    module = TorchSpikingPolicy.from_run(tmp_path)
+def test_same_episode_returns_as_spikeroll_evaluation():
+    """Played greedily env by env through the module (gym.make, one observation at a time), a random
+    CartPole policy whose actions alternate scores the same per-seed returns as spikeroll's batched
+    evaluation (EnvBatch, numba kernel)."""
+    policy, stats = random_policy([4, 16, 2], seed=4)
+    seeds = evaluation_seeds(8)
+    expected = evaluate_policy(policy, stats, "CartPole-v1", seeds).returns[0]
+    module = TorchSpikingPolicy.from_policy(policy, stats)
     env = gym.make("CartPole-v1")
     returns = []
-    for seed in evaluation_seeds(5):
+    for seed in seeds:
         obs, _ = env.reset(seed=seed)
         total, done = 0.0, False
         while not done:
@@ -127,4 +129,18 @@ def test_from_run_plays_the_same_returns_as_evaluate_control(tmp_path):
             obs, reward, terminated, truncated, _ = env.step(action)
             total, done = total + float(reward), terminated or truncated
         returns.append(total)
-    assert np.mean(returns) == pytest.approx(evaluate_control(tmp_path, episodes=5)["mean_return"])
+    assert returns == expected.tolist()
+    assert len(set(returns)) > 3  # episodes of different lengths: the actions depend on the observations
+
+
+def test_from_run_loads_the_checkpoint_and_statistics(tmp_path):
+    cfg = ControlConfig.for_env("CartPole-v1", hidden=[8], population=8, generations=2, eval_every=2,
+                                target_return=None)
+    train_control(cfg, tmp_path, progress=False)
+    _, policy, stats = load_policy(tmp_path)
+    module = TorchSpikingPolicy.from_run(tmp_path)
+    assert module.obs_norm and not torch.equal(module.obs_std, torch.ones(4))  # the run's statistics came along
+    obs = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    with torch.no_grad():
+        got = module.readout(torch.from_numpy(obs))
+    torch.testing.assert_close(got, policy.outputs(stats.normalise(obs)[None])[0], rtol=1e-5, atol=1e-5)
