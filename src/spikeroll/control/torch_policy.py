@@ -1,13 +1,14 @@
 """spikeroll's spiking control policy as an ordinary `torch.nn.Module`, for code outside spikeroll.
 
 `TorchSpikingPolicy` computes what `policy.SpikingPolicy` computes for one member, written out step
-by step in plain PyTorch (no numba kernel, no closed-form readout, no noise): a separate
+by step in plain PyTorch (no numba kernel, no noise, nothing shared with its forward): a separate
 implementation of the same policy, so that another library can use or optimise it. Per observation:
 
 1. x = clip((obs − mean)/std, ±obs_clip) with the buffers `obs_mean`/`obs_std` (identity: clip only);
 2. the first layer's current x·Wᵀ + b, the same in each of `time_bins` bins;
 3. LIF hidden layers: v ← β·v + I_t, s_t = [v ≥ θ], v ← v − θ·s_t (subtract) or v·(1 − s_t) (zero);
-4. a leaky readout u ← β·u + W·s_t + b, averaged over the bins;
+4. a leaky readout u ← β·u + W·s_t + b, averaged over the bins (as W·Σ_t c_t·s_t + b·Σ_t c_t, with the
+   coefficients c_t found by running that recurrence on unit inputs);
 5. Discrete: argmax of the readout; Box: low + (tanh(readout) + 1)/2 · (high − low).
 
 The parameters are `nn.Linear` layers in SpikingNet order (layer0.weight, layer0.bias, ...), so
@@ -55,6 +56,9 @@ class TorchSpikingPolicy(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(self.sizes[:-1], self.sizes[1:]))
         self.register_buffer("obs_mean", torch.zeros(self.sizes[0]))
         self.register_buffer("obs_std", torch.ones(self.sizes[0]))
+        self.register_buffer("readout_coefficients", leaky_mean_coefficients(self.time_bins, self.beta),
+                             persistent=False)
+        self._coefficient_list = self.readout_coefficients.tolist()
         self.discrete = low is None
         if not self.discrete:
             self.register_buffer("low", torch.as_tensor(np.asarray(low, dtype=np.float32)))
@@ -89,29 +93,35 @@ class TorchSpikingPolicy(nn.Module):
         x = obs.to(self.obs_mean.dtype)
         if self.obs_norm:
             x = torch.clamp((x - self.obs_mean) / self.obs_std, -self.obs_clip, self.obs_clip)
-        first, *hidden, last = self.layers
-        current = (torch.matmul(x, first.weight.t()) + first.bias).unsqueeze(-2)  # (..., 1, width): every bin
-        current = current.expand(*current.shape[:-2], self.time_bins, current.shape[-1])
-        for layer in [*hidden, last]:
-            spikes = self._lif(current)  # (..., T, width)
+        first, *rest = self.layers
+        current = torch.matmul(x, first.weight.t()) + first.bias  # the same in every bin
+        for i, layer in enumerate(rest):  # `layer` is fed by the spiking layer that `current` drives
+            if layer is rest[-1]:  # mean_t u_t = W·(Σ_t c_t·s_t) + b·Σ_t c_t, as the readout is linear
+                weighted = self._lif(current, constant=i == 0, weighted=True)
+                return torch.matmul(weighted, layer.weight.t()) + layer.bias * self.readout_coefficients.sum()
+            spikes = self._lif(current, constant=i == 0, weighted=False)  # (..., T, n)
             current = torch.matmul(spikes, layer.weight.t()) + layer.bias
-        u = torch.zeros_like(current[..., 0, :])
-        total = torch.zeros_like(u)
-        for t in range(self.time_bins):  # the leaky readout, bin by bin
-            u = self.beta * u + current[..., t, :]
-            total = total + u
-        return total / self.time_bins
+        raise AssertionError("sizes has at least one hidden layer")
 
-    def _lif(self, current: torch.Tensor) -> torch.Tensor:
-        """Spike trains (..., T, n) of LIF neurons driven by `current` (..., T, n), starting at v = 0."""
-        v = torch.zeros_like(current[..., 0, :])
-        spikes = []
+    def _lif(self, current: torch.Tensor, constant: bool, weighted: bool) -> torch.Tensor:
+        """LIF neurons from v = 0 over T bins: v ← β·v + I_t, s_t = [v ≥ θ], reset. `current` is (..., n)
+        when `constant` (the same every bin) or (..., T, n). Returns the spike trains (..., T, n), or
+        Σ_t c_t·s_t (..., n) with the readout coefficients when `weighted` (in-place ops: the policy runs
+        once per environment step, where dispatch dominates)."""
+        v = torch.zeros_like(current if constant else current[..., 0, :])
+        acc, spikes = torch.zeros_like(v), []
         for t in range(self.time_bins):
-            v = self.beta * v + current[..., t, :]
+            v = torch.add(current if constant else current[..., t, :], v, alpha=self.beta)
             s = (v >= self.threshold).to(v.dtype)
-            v = v - self.threshold * s if self.reset == "subtract" else v * (1.0 - s)
-            spikes.append(s)
-        return torch.stack(spikes, dim=-2)
+            if self.reset == "subtract":
+                v.sub_(s, alpha=self.threshold)
+            else:
+                v.mul_(1.0 - s)
+            if weighted:
+                acc.add_(s, alpha=self._coefficient_list[t])
+            else:
+                spikes.append(s)
+        return acc if weighted else torch.stack(spikes, dim=-2)
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Actions: argmax (+ start, int64) for a Discrete space; tanh scaled to [low, high] for a Box."""
@@ -127,3 +137,14 @@ class TorchSpikingPolicy(nn.Module):
         """What an RL library acts on: the readout (Discrete; argmax it) or the scaled action (Box)."""
         out = self.readout(obs)
         return out if self.discrete else self._scaled(out)
+
+
+def leaky_mean_coefficients(time_bins: int, beta: float) -> torch.Tensor:
+    """c_s with mean_t u_t = Σ_s c_s·I_s for the leaky integrator u ← β·u + I_t over T bins, found by
+    running that recurrence on the coefficient vectors of I_0..I_{T−1} (float64, returned as float32)."""
+    u, total = torch.zeros(time_bins, dtype=torch.float64), torch.zeros(time_bins, dtype=torch.float64)
+    for t in range(time_bins):
+        u = beta * u
+        u[t] += 1.0
+        total += u
+    return (total / time_bins).float()
