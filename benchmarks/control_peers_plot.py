@@ -5,7 +5,7 @@ markdown table too.
 
 Usage:
   python benchmarks/control_peers_plot.py --env CartPole-v1 --spikeroll runs/control \\
-      --peers runs/peers runs/peers-long --target 490 --out docs/figures/control-peers-cartpole.png
+      --peers runs/peers runs/peers-long runs/peers-long2 --target 490 --out docs/figures/control-peers-cartpole.png
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ def peer_curves(roots: list[Path], env: str) -> dict[str, dict[str, list[dict]]]
             data = json.loads(path.read_text())
             first_cap = data["max_seconds"] if first_cap is None else first_cap
             cap = "" if data["max_seconds"] == first_cap else f", {data['max_seconds']:.0f} s cap"
-            methods[f"EvoTorch {data['algo'].upper()}, {data['policy']}{cap}"] = {
-                str(r["seed"]): r["curve"] for r in data["runs"]}
+            methods.setdefault(f"EvoTorch {data['algo'].upper()}, {data['policy']}{cap}", {}).update(
+                {str(r["seed"]): r["curve"] for r in data["runs"]})
     return methods
 
 
