@@ -39,16 +39,17 @@ def spikeroll_curves(root: Path, env: str) -> dict[str, list[dict]]:
 
 
 def peer_curves(roots: list[Path], env: str) -> dict[str, dict[str, list[dict]]]:
-    """Per method (e.g. "EvoTorch PGPE, spiking"; runs with a --max-seconds other than the first
-    folder's get it in their name), per seed: the evaluation points."""
-    methods, first_cap = {}, None
+    """Per method (e.g. "EvoTorch PGPE, spiking"), per seed: the evaluation points. A seed found in
+    several folders (a run repeated with a longer --max-seconds retraces the shorter one) keeps its
+    longest curve."""
+    methods: dict[str, dict[str, list[dict]]] = {}
     for root in roots:
         for path in sorted(root.glob(f"{env}-*.json")):
             data = json.loads(path.read_text())
-            first_cap = data["max_seconds"] if first_cap is None else first_cap
-            cap = "" if data["max_seconds"] == first_cap else f", {data['max_seconds']:.0f} s cap"
-            methods.setdefault(f"EvoTorch {data['algo'].upper()}, {data['policy']}{cap}", {}).update(
-                {str(r["seed"]): r["curve"] for r in data["runs"]})
+            seeds = methods.setdefault(f"EvoTorch {data['algo'].upper()}, {data['policy']}", {})
+            for r in data["runs"]:
+                if len(r["curve"]) > len(seeds.get(str(r["seed"]), [])):
+                    seeds[str(r["seed"])] = r["curve"]
     return methods
 
 
@@ -63,13 +64,12 @@ def main() -> None:
     args = parser.parse_args()
     methods = {"spikeroll EGGROLL, spiking": spikeroll_curves(Path(args.spikeroll), args.env),
                **peer_curves([Path(p) for p in args.peers], args.env)}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=80)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=80)
     for name, seeds in methods.items():
         for k, (seed, points) in enumerate(sorted(seeds.items())):
             for ax, key in zip(axes, ("seconds", "env_steps")):
                 ax.plot([p[key] for p in points], [p["val_return"] for p in points], marker=".",
-                        color=COLOURS.get(name.split(", ", 2)[0] + ", " + name.split(", ", 2)[1]),
-                        linestyle="--" if "cap" in name else "-", label=name if k == 0 else None, linewidth=1)
+                        color=COLOURS.get(name), label=name if k == 0 else None, linewidth=1)
             print(f"| {name} | {seed} | " + ", ".join(
                 f"{p['seconds']:.0f} s / {p['env_steps'] / 1000:.0f}k: {p['val_return']:.0f}" for p in points) + " |")
     for ax, label in zip(axes, ("training wall-clock seconds (log)", "training environment steps (log)")):
@@ -79,10 +79,10 @@ def main() -> None:
         if args.target is not None:
             ax.axhline(args.target, color="grey", linestyle=":", linewidth=1)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, loc="lower right")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=5, fontsize=7)
     fig.suptitle(f"{args.env}: mean policy on the validation seeds, every evaluation point, one line per seed",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     print(f"wrote {args.out}")
