@@ -322,16 +322,24 @@ def range_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     ]
 
 
+def neuron_checks(neuron: str, weight_bits: int | None, what: str) -> list[tuple[bool, str]]:
+    """The neuron and its weight bits, shared by classification and control: a known neuron, 8, 4 or
+    2 bits for loihi, and no bits without it (`what`: "network" or "policy", for the messages)."""
+    loihi = neuron == "loihi"
+    return [
+        (neuron in NEURONS, f"unknown neuron {neuron!r}; choose one of {', '.join(NEURONS)}"),
+        (not loihi or weight_bits in (2, 4, 8),
+         f"weight_bits={weight_bits} is not supported for --neuron loihi; choose --weight-bits 8, 4 or 2 (ternary)"),
+        (loihi or weight_bits is None,
+         f"weight_bits={weight_bits} needs the integer {what}; add --neuron loihi (or drop --weight-bits)"),
+    ]
+
+
 def integer_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
     """Settings of integer networks (--neuron loihi, --weight-bits, --strategy egg, --ptq)."""
     loihi = cfg.neuron == "loihi"
     return [
-        (cfg.neuron in NEURONS, f"unknown neuron {cfg.neuron!r}; choose one of {', '.join(NEURONS)}"),
-        (not loihi or cfg.weight_bits in (2, 4, 8),
-         f"weight_bits={cfg.weight_bits} is not supported for --neuron loihi; "
-         "choose --weight-bits 8, 4 or 2 (ternary)"),
-        (loihi or cfg.weight_bits is None,
-         f"weight_bits={cfg.weight_bits} needs the integer network; add --neuron loihi (or drop --weight-bits)"),
+        *neuron_checks(cfg.neuron, cfg.weight_bits, "network"),
         (cfg.strategy != "egg" or loihi, "strategy egg updates integer weights; add --neuron loihi --weight-bits 8"),
         (not loihi or cfg.strategy != "openes",
          "--neuron loihi takes low-rank noise; use --strategy eggroll or egg (or bptt), not openes"),

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spikeroll.config import (
-    NEURONS,
     OPTIMIZERS,
     RESETS,
     SCHEDULES,
@@ -23,6 +22,7 @@ from spikeroll.config import (
     SHAPINGS,
     check_population,
     check_rank,
+    neuron_checks,
     read_settings,
 )
 from spikeroll.errors import SpikerollError
@@ -168,13 +168,7 @@ def integer_checks(cfg: ControlConfig) -> list[tuple[bool, str]]:
     forward support (reset to zero, weights in threshold units, low-rank noise)."""
     loihi = cfg.neuron == "loihi"
     return [
-        (cfg.neuron in NEURONS, f"unknown neuron {cfg.neuron!r}; choose one of {', '.join(NEURONS)}"),
-        (not loihi or cfg.weight_bits in (2, 4, 8),
-         f"weight_bits={cfg.weight_bits} is not supported for neuron loihi; choose weight_bits 8, 4 or 2 "
-         "(ternary), e.g. --weight-bits 8"),
-        (loihi or cfg.weight_bits is None,
-         f"weight_bits={cfg.weight_bits} needs the integer policy; add neuron = \"loihi\" (--neuron loihi), "
-         "or drop weight_bits"),
+        *neuron_checks(cfg.neuron, cfg.weight_bits, "policy"),
         (not loihi or cfg.strategy == "eggroll",
          "neuron loihi takes low-rank noise only; use strategy eggroll (--strategy eggroll), not openes"),
         (not loihi or cfg.reset == "zero",
