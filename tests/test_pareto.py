@@ -74,3 +74,36 @@ def test_sweep_writes_table_and_figure_and_resumes(tmp_path):
     with pytest.raises(SpikerollError, match="other settings than point es-w0"):
         pareto_sweep(base, tmp_path, changed, data=synthetic_data(), progress=False, echo=lines.append,
                      isolate=False)
+
+
+def test_early_exit_rows_are_the_networks_decisions_on_cut_recordings(tmp_path):
+    """With a confidence every readout passes at once, each point's early row is its final network
+    on the recordings cut after the first bin: checked against that network's own forward on the
+    cut frames (accuracy, SynOps), no early-exit code involved."""
+    from spikeroll.training.rundir import load_trained
+
+    base = small_config(generations=4, eval_every=4, checkpoint_every=4)
+    points = plan_points(base, [0.0], [0.0], bptt_lr=0.01, bptt_generations=4)
+    data = synthetic_data()
+    rows = pareto_sweep(base, tmp_path, points, data=data, progress=False, echo=lambda _: None, isolate=False,
+                        early=[1e-9, 1.0])
+    assert [r["method"] for r in rows] == ["es", "bptt", "es-early", "es-early", "bptt-early", "bptt-early"]
+    for point in points:
+        _, net = load_trained(tmp_path / point.name)
+        net.use_kernel = False
+        for split, prefix in ((data.val, "val"), (data.test, "test")):
+            found = []
+            cut = net.logits(split.frames[:, :1].float(), counts=found)
+            first = next(r for r in rows if r["name"] == f"{point.name}-exit1e-09")
+            assert first[f"{prefix}_accuracy"] == int((cut.argmax(-1) == split.labels).sum()) / len(split.labels)
+            if prefix == "val":
+                assert first["early_bins"] == 1.0
+                assert abs(first["synops"] - float(found[0].synops().mean())) < 1e-6 * first["synops"] + 1e-9
+        full = next(r for r in rows if r["name"] == f"{point.name}-exit1")  # never confident enough: all bins
+        trained = next(r for r in rows if r["name"] == point.name)
+        assert full["early_bins"] <= 4 and full["generations"] == trained["generations"]
+    text = (tmp_path / "pareto.md").read_text()
+    assert text.count("\n| es-early |") == 2 and "exit at 1e-09 (1.00 bins)" in text
+    with pytest.raises(SpikerollError, match="--early-exit holds 1.5"):
+        pareto_sweep(base, tmp_path, points, data=data, progress=False, echo=lambda _: None, isolate=False,
+                     early=[1.5])

@@ -395,11 +395,12 @@ def compare(config_file, budget_seconds, generations, ranks, strategies, bptt_lr
 @click.option("--bptt-weights", default="0,50,200,1000", show_default=True, help="BPTT points: --rate-weight λ ('' for none).")
 @click.option("--bptt-lr", type=float, default=2e-3, show_default=True, help="BPTT's learning rate.")
 @click.option("--bptt-generations", type=int, default=None, help="BPTT's optimizer steps [default: --generations].")
+@click.option("--early-exit", default="", help="Also evaluate every float point deciding early at each readout confidence C (e.g. 0.9,0.99): its accuracy against the SynOps actually spent.")
 @click.option("--out", "out_dir", default="runs/pareto", show_default=True, help="Folder for the run directories, pareto.md and pareto.png.")
 @click.option("--overwrite", is_flag=True, help="Retrain points already in --out (default: skip finished ones, resume interrupted ones).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def pareto(config_file, es_weights, es_budgets, loihi_weights, bptt_weights, bptt_lr, bptt_generations, out_dir,
-           overwrite, quiet, **overrides):
+def pareto(config_file, es_weights, es_budgets, loihi_weights, bptt_weights, bptt_lr, bptt_generations, early_exit,
+           out_dir, overwrite, quiet, **overrides):
     """Accuracy against SynOps: ES (--objective synops/budget) and BPTT (--rate-weight) at several weights.
 
     Each point is an ordinary run directory under --out, trained in its own process one after another;
@@ -413,7 +414,8 @@ def pareto(config_file, es_weights, es_budgets, loihi_weights, bptt_weights, bpt
                          es_budgets=parse_values(es_budgets, "--es-budgets"),
                          loihi_weights=parse_values(loihi_weights, "--loihi-weights"), bptt_lr=bptt_lr,
                          bptt_generations=bptt_generations)
-    pareto_sweep(cfg, out_dir, points, overwrite=overwrite, progress=not quiet, echo=click.echo)
+    pareto_sweep(cfg, out_dir, points, overwrite=overwrite, progress=not quiet, echo=click.echo,
+                 early=parse_values(early_exit, "--early-exit"))
 
 
 @main.group()

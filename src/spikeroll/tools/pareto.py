@@ -14,6 +14,11 @@ report.json with the planned settings is skipped, an unfinished one is resumed, 
 interrupted sweep continues where it stopped. Writes OUT/pareto.md (one row per point) and
 OUT/pareto.png (validation accuracy against SynOps per inference, one series per method, each
 method's non-dominated points joined).
+
+With early-exit confidences (`--early-exit 0.9,0.99`), every finished float point is also evaluated
+deciding each validation recording at its first time bin whose readout confidence reaches C
+(`training.evaluation.early_exit`): one more row per point and C (method es-early or bptt-early),
+its accuracy against the SynOps actually spent, input events included. Nothing is retrained.
 """
 
 from __future__ import annotations
@@ -29,9 +34,15 @@ from spikeroll.errors import SpikerollError
 from spikeroll.tools.compare import BPTT_LR, DATA_FILE, SPEC, run_worker, write_data
 from spikeroll.tools.isolate import run_isolated
 from spikeroll.tools.plot import _figure
+from spikeroll.training.evaluation import early_exit
+from spikeroll.training.factories import load_data
+from spikeroll.training.rundir import load_trained
 
 DPI = 120
-METHOD_ORDER = ("es", "es-loihi", "bptt")
+METHOD_ORDER = ("es", "es-loihi", "bptt", "es-early", "bptt-early")
+COLORS = {"es": "tab:blue", "es-loihi": "tab:green", "bptt": "tab:red", "es-early": "tab:cyan",
+          "bptt-early": "tab:orange"}
+EARLY_METHODS = {"es": "es-early", "bptt": "bptt-early"}  # the integer network has no early-exit path
 DEFAULTS = TrainConfig().to_dict()
 
 
@@ -114,9 +125,13 @@ def _state(point: Point, run_dir: Path, overwrite: bool) -> str:
 
 
 def pareto_sweep(base: TrainConfig, out_dir: str | Path, points: list[Point], *, data=None, overwrite=False,
-                 progress=True, echo=print, isolate: bool = True) -> list[dict]:
+                 progress=True, echo=print, isolate: bool = True, early: list[float] = ()) -> list[dict]:
     """Train every point not yet finished under OUT, then write OUT/pareto.md and OUT/pareto.png.
-    `data` (Splits-like) replaces loading the dataset, as in `compare.compare_runs`. Returns the rows."""
+    `data` (Splits-like) replaces loading the dataset, as in `compare.compare_runs`; `early`: the
+    early-exit confidences each finished float point is evaluated at. Returns the rows."""
+    bad = [c for c in early if not 0.0 < c <= 1.0]
+    if bad:
+        raise SpikerollError(f"--early-exit holds {bad[0]:g}; every confidence must be in (0, 1], e.g. 0.9,0.99")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data_path = None
@@ -147,6 +162,8 @@ def pareto_sweep(base: TrainConfig, out_dir: str | Path, points: list[Point], *,
         if data_path is not None:
             data_path.unlink(missing_ok=True)
     rows = [row(point, out, failures.get(point.name)) for point in points]
+    if early:
+        rows += early_rows(base, points, rows, out, early, data)
     mark_fronts(rows)
     (out / "pareto.md").write_text(markdown(base, rows))
     if any(r.get("synops") is not None for r in rows):
@@ -171,6 +188,27 @@ def row(point: Point, out: Path, error: str | None = None) -> dict:
     return {**base, "val_accuracy": report.get("val_accuracy"), "test_accuracy": report.get("test_accuracy"),
             "synops": report.get("val_synops"), "synops_hidden": report.get("val_synops_hidden"),
             "generations": report.get("generations"), "seconds": report.get("wall_seconds")}
+
+
+def early_rows(base: TrainConfig, points: list[Point], rows: list[dict], out: Path, confidences,
+               data=None) -> list[dict]:
+    """One row per finished float point and confidence: that point's final network deciding early on
+    the validation (and test) split. The data is loaded once: every point shares base's dataset."""
+    done = [(p, r) for p, r in zip(points, rows) if p.method in EARLY_METHODS and not r.get("error")]
+    if done and data is None:
+        data = load_data(base, progress=False)
+    extra = []
+    for point, trained in done:
+        _, net = load_trained(out / point.name)
+        for c in confidences:
+            val = early_exit(net, data.val, c, "val_")
+            test = early_exit(net, data.test, c, "test_") if data.test is not None else {}
+            extra.append({**trained, "name": f"{point.name}-exit{c:g}", "method": EARLY_METHODS[point.method],
+                          "knob": f"{point.knob}, exit at {c:g} ({val['val_early_bins']:.2f} bins)",
+                          "val_accuracy": val["val_early_accuracy"], "test_accuracy": test.get("test_early_accuracy"),
+                          "synops": val["val_early_synops"], "synops_hidden": val["val_early_synops_hidden"],
+                          "early_bins": val["val_early_bins"], "front": False})
+    return extra
 
 
 def non_dominated(points: list[tuple[float, float]]) -> list[bool]:
@@ -224,7 +262,11 @@ def markdown(base: TrainConfig, rows: list[dict]) -> str:
         "controls. front: not dominated by another point of the same method (no other has at most the SynOps and "
         "at least the validation accuracy). train s: training seconds (evaluations excluded). The integer network "
         "(es-loihi) counts its input as graded spikes, one message per nonzero pooled entry, so its input SynOps "
-        "are not comparable with the float network's.\n\n![accuracy against SynOps](pareto.png)\n"
+        "are not comparable with the float network's."
+        + (" es-early/bptt-early: the point above it deciding each recording at the first time bin whose readout "
+           "confidence reaches C (bins: the mean bins used), against the SynOps actually spent; not retrained."
+           if any(r["method"].endswith("-early") for r in rows) else "")
+        + "\n\n![accuracy against SynOps](pareto.png)\n"
     )
 
 
@@ -235,7 +277,6 @@ def plot_front(rows: list[dict], path: str | Path) -> Path:
     from matplotlib.ticker import FuncFormatter  # optional dependency, present once _figure succeeded
 
     axes = fig.subplots(1, 2)
-    colors = {"es": "tab:blue", "es-loihi": "tab:green", "bptt": "tab:red"}
     for ax, cost, label in ((axes[0], "synops", "SynOps per inference (input events included)"),
                             (axes[1], "synops_hidden", "hidden SynOps per inference")):
         for method in METHOD_ORDER:
@@ -244,9 +285,9 @@ def plot_front(rows: list[dict], path: str | Path) -> Path:
                 continue
             front = non_dominated([(r[cost], r["val_accuracy"]) for r in done])
             xs, ys = [r[cost] for r in done], [100 * r["val_accuracy"] for r in done]
-            ax.scatter(xs, ys, facecolors="none", edgecolors=colors[method], label=method)
+            ax.scatter(xs, ys, facecolors="none", edgecolors=COLORS[method], label=method)
             best = sorted((x, y) for x, y, f in zip(xs, ys, front) if f)
-            ax.plot([x for x, _ in best], [y for _, y in best], "o-", color=colors[method])
+            ax.plot([x for x, _ in best], [y for _, y in best], "o-", color=COLORS[method])
         ax.set_xlabel(label)
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e3:,.4g}k"))  # 490.5k, not 490500
         ax.set_ylabel("validation accuracy (%)")
