@@ -23,7 +23,7 @@ SHAPINGS = ("centered_ranks", "zscore", "none")
 # bptt: surrogate-gradient baseline (spikeroll.es.bptt); egg: integer ±1 updates (spikeroll.es.egg)
 STRATEGIES = ("eggroll", "openes", "bptt", "egg")
 NEURONS = ("lif", "loihi")
-OBJECTIVES = ("ce", "accuracy", "synops", "budget")  # what a member's fitness is (spikeroll.es.objectives)
+OBJECTIVES = ("ce", "accuracy", "synops", "budget", "early")  # what a member's fitness is (spikeroll.es.objectives)
 WORKER_DATA = ("auto", "store")  # how Ray workers get the training frames (spikeroll.training.distributed)
 
 # Bounds taken from the data. A leaf module cannot import spikeroll.data, so these repeat its
@@ -73,6 +73,7 @@ class TrainConfig:
     objective: str = "ce"  # ce, accuracy, synops (ce + λ·synops/reference) or budget (penalty above S)
     synops_weight: float = 1.0  # λ of the synops and budget objectives
     synops_budget: float | None = None  # S, SynOps per inference, of the budget objective
+    early_confidence: float = 0.9  # C of the early objective: decide at the first bin whose confidence reaches C
     fitness: str | None = None  # FILE.py:FN, a user's fitness(logits, labels, counts) -> (N,) instead of objective
     # BPTT's spike regulariser (spikeroll.es.bptt): λ·hidden SynOps / reference, or λ·Σ_l max(0, rate_l − target_l)²
     rate_weight: float = 0.0
@@ -379,6 +380,10 @@ def objective_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
          f"synops_budget={cfg.synops_budget} must be a finite number >= 0 (SynOps per inference)"),
         (cfg.objective != "budget" or bool(cfg.synops_budget),
          "--objective budget needs --synops-budget S > 0 (SynOps per inference of the mean network)"),
+        (_finite(cfg.early_confidence) and 0.0 < cfg.early_confidence <= 1.0,
+         f"early_confidence={cfg.early_confidence} must be in (0, 1]; try --early-confidence 0.9"),
+        (cfg.objective != "early" or (cfg.neuron == "lif" and not cfg.model and not cfg.fitness),
+         "--objective early needs the float LIF network (--neuron lif, no --model, no --fitness)"),
         (default or not cfg.model, "--model networks count no spikes yet: use --objective ce without --fitness"),
         (default or cfg.strategy != "bptt", "--strategy bptt trains on the cross-entropy (--objective and --fitness "
          "apply to eggroll, openes and egg); to trade accuracy for SynOps with BPTT use --rate-weight λ"),

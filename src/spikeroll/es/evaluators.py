@@ -19,6 +19,7 @@ import torch
 from spikeroll.es.objectives import Objective
 from spikeroll.es.strategies import EvolutionStrategy
 from spikeroll.nets import kernels
+from spikeroll.nets.counts import bin_events
 
 # Pairs are evaluated in units whose live activations stay within this budget, so memory stays
 # bounded for any population. On the PyTorch path, units near the CPU cache size measured about 2x
@@ -103,11 +104,20 @@ class LocalEvaluator(BaseEvaluator):
         found = [] if self.count else None
         extra = {} if found is None else {"counts": found}
         logits = self.net.population_logits(
-            frames, lambda pairs: self.strategy.ask(generation, pairs, sigma), self.strategy.pairs, unit, **extra)
+            frames, lambda pairs: self.strategy.ask(generation, pairs, sigma), self.strategy.pairs, unit,
+            **extra, **self._bins())
         counts = found[0] if found else None
-        fitness, acc = self.objective(logits, labels, counts)
+        fitness, acc = self.objective(logits, labels, counts, **self._events(frames))
         self._metrics = counts.summary() if counts is not None else {}
         return fitness.cpu(), acc.cpu()
+
+    def _bins(self) -> dict:
+        """population_logits' per_bin option, given only when the objective decides per bin (the
+        --model path's forward has no such option and never meets such an objective)."""
+        return {"per_bin": True} if self.objective.needs_bins else {}
+
+    def _events(self, frames: torch.Tensor) -> dict:
+        return {"events": bin_events(frames)} if self.objective.needs_bins else {}
 
     def metrics(self) -> dict:
         """The last generation's population means: synops, synops_hidden (SynOps per inference)
@@ -135,9 +145,10 @@ class LocalEvaluator(BaseEvaluator):
         extra = {} if shared is None else {"shared": shared}
         if found is not None:
             extra["counts"] = found
-        logits = self.net.population_logits(frames, noise, len(pairs), len(pairs), **extra)
+        logits = self.net.population_logits(frames, noise, len(pairs), len(pairs), **extra, **self._bins())
         unit_counts = found[0] if found else None
         if counts is not None and unit_counts is not None:
             counts.append(unit_counts)
-        fitness, acc = self.objective(logits, labels, unit_counts)  # per member: the same bits as the whole population
+        # per member: the same bits as the whole population
+        fitness, acc = self.objective(logits, labels, unit_counts, **self._events(frames))
         return fitness.cpu(), acc.cpu()

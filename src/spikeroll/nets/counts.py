@@ -90,6 +90,14 @@ class SpikeCounts:
         return {f"{prefix}{k}": float(values[k].mean()) for k in keys}
 
 
+def bin_events(frames: torch.Tensor) -> torch.Tensor:
+    """Input events per sample and time bin, (B, T) float64: Σ|v| over each bin of frames (B, T, ...)
+    as given (what a chip that stops after bin t has read: the early objective and early exit)."""
+    x = frames.detach().flatten(2)
+    signed = x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64)
+    return (x.abs() if signed else x).sum(2, dtype=torch.float64)
+
+
 def all_firing_synops(sizes: list[int], time_bins: int) -> float:
     """SynOps per inference of a network in which every input and neuron fires once in every bin
     (one event per input pixel and bin): Σ_l sizes[l]·sizes[l + 1]·T over the synapse layers.

@@ -113,6 +113,31 @@ def leaky_readout(current: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.einsum("t,ntbc->nbc", weights, current)
 
 
+def running_readout(current: torch.Tensor, beta: float, readout: str, threshold: float, reset: str) -> torch.Tensor:
+    """The logits so far after each time bin: the readout layer's current (N, T, B, O) -> (N, T, B, O),
+    what a chip stopping after bin t would read. Membrane readout: the mean of u_1..u_t (u ← β·u + I);
+    spike readout: the output spikes up to t. The last bin's values are the network's logits (up to
+    rounding: `leaky_readout` sums the same terms in another order)."""
+    if readout != "membrane":
+        return lif(current, beta, threshold, reset).cumsum(1)
+    u, steps = torch.zeros_like(current[:, 0]), []
+    for t in range(current.shape[1]):
+        u = beta * u + current[:, t]
+        steps.append(u)
+    bins = torch.arange(1, current.shape[1] + 1, dtype=current.dtype, device=current.device)
+    return torch.stack(steps, 1).cumsum(1) / bins.view(1, -1, 1, 1)
+
+
+def decide_early(running: torch.Tensor, confidence: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Early decision on logits so far (..., T, O): the first bin whose softmax confidence reaches
+    `confidence`, else the last. Returns (stop (...) long, the logits decided on (..., O))."""
+    passed = torch.softmax(running, -1).amax(-1) >= confidence  # (..., T)
+    last = torch.full(passed.shape[:-1], running.shape[-2] - 1, dtype=torch.long, device=running.device)
+    stop = torch.where(passed.any(-1), passed.to(torch.uint8).argmax(-1), last)
+    decided = torch.gather(running, -2, stop[..., None, None].expand(*stop.shape, 1, running.shape[-1]))
+    return stop, decided.squeeze(-2)
+
+
 def perturbed_current(
     h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, noise: LayerNoise | None,
     base: torch.Tensor | None = None,
@@ -280,7 +305,7 @@ class SpikingNet(ParameterHolder):
         return self.use_kernel and record is None and kernels.applies(
             h.device, h.dtype, autograd=any(p.requires_grad for p in self.params.values()))
 
-    def _run_fused(self, h, noise, first_base=None, spikes=None) -> torch.Tensor:
+    def _run_fused(self, h, noise, first_base=None, spikes=None, per_bin=False) -> torch.Tensor:
         """`_run` with each spiking layer and the next layer's current fused into one kernel pass.
         Currents are laid out (members, features, T, B) here, as the kernel wants them. `spikes`
         (a list) gets each hidden layer's spike count per member (N,) float64."""
@@ -299,15 +324,21 @@ class SpikingNet(ParameterHolder):
                 xb = (x @ first.weight_b.transpose(0, 1).reshape(n, -1)).t().contiguous().view(P, -1, T, B)
         for i in range(len(layers) - 1):
             weight, bias = layers[i + 1]
-            to_readout = i == len(layers) - 2 and self.readout == "membrane"
+            to_readout = i == len(layers) - 2 and self.readout == "membrane" and not per_bin
             current = kernels.lif_project(
                 current, self.beta, self.threshold, self.reset, weight, bias, members,
                 layer_noise=first if i == 0 else None, xb=xb if i == 0 else None,
                 delta=delta if i == 0 else None, next_noise=None if noise is None else noise[i + 1],
                 time_weights=readout_weights(T, self.beta) if to_readout else None, spikes=spikes)
+        if per_bin:  # (N, O, T, B) -> (N, B, T, O)
+            return self._running(current.permute(0, 2, 3, 1))
         if self.readout == "membrane":
             return current[:, :, 0].transpose(1, 2)  # (N, O, 1, B) -> (N, B, O)
         return lif(current.permute(0, 2, 3, 1), self.beta, self.threshold, self.reset).sum(1)
+
+    def _running(self, current: torch.Tensor) -> torch.Tensor:
+        """The readout current (N, T, B, O) -> the logits so far (N, B, T, O) (`running_readout`)."""
+        return running_readout(current, self.beta, self.readout, self.threshold, self.reset).transpose(1, 2)
 
     def _first_base(self, h, fused: bool) -> torch.Tensor:
         """The first layer's shared current x·Wᵀ + b: (1, T, B, H), or (1, H, T, B) for the kernel."""
@@ -318,16 +349,19 @@ class SpikingNet(ParameterHolder):
         # x·Wᵀ then a transposed copy: BLAS runs this ~2x faster than W·xᵀ with x transposed
         return (torch.addmm(bias, h.reshape(T * B, n), weight.t())).t().contiguous().view(1, -1, T, B)
 
-    def _run(self, h, noise, first_base=None, record=None, spikes=None) -> torch.Tensor:
+    def _run(self, h, noise, first_base=None, record=None, spikes=None, per_bin=False) -> torch.Tensor:
         """Layers from first to readout; `record` collects each spiking layer's spikes, `spikes`
         (a list) each hidden layer's spike count per member (N,) float64 (counting reads the
-        spikes only: every computed value stays the same)."""
+        spikes only: every computed value stays the same). `per_bin`: the logits so far after every
+        bin, (N, B, T, O), instead of the logits (N, B, O)."""
         if self._fused(h, record):
-            return self._run_fused(h, noise, first_base, spikes)
+            return self._run_fused(h, noise, first_base, spikes, per_bin)
         layers = self.layer_params()
         for i, (weight, bias) in enumerate(layers):
             current = perturbed_current(h, weight, bias, None if noise is None else noise[i],
                                         base=first_base if i == 0 else None)
+            if i == len(layers) - 1 and per_bin:
+                return self._running(current)
             if i == len(layers) - 1 and self.readout == "membrane":
                 return leaky_readout(current, self.beta)
             h = lif(current, self.beta, self.threshold, self.reset)
@@ -342,8 +376,10 @@ class SpikingNet(ParameterHolder):
     def population_logits(
         self, frames: torch.Tensor, noise: Callable[[range], list[LayerNoise]] | list[LayerNoise] | None = None,
         pairs: int | None = None, chunk_pairs: int | None = None, shared=None, counts: list | None = None,
+        per_bin: bool = False,
     ) -> torch.Tensor:
-        """frames (B, T, ...) shared by all members -> logits (N, B, classes).
+        """frames (B, T, ...) shared by all members -> logits (N, B, classes), or with `per_bin` the
+        logits so far after every bin (N, B, T, classes; `running_readout`), for early decision.
 
         `noise` is None (the plain network, N = 1), a list of LayerNoise, or a function from a
         range of pair indices to that list; with a function the population is evaluated in chunks
@@ -355,7 +391,7 @@ class SpikingNet(ParameterHolder):
 
         def run(h, layer_noise, first_base=None):
             found = None if counts is None else []
-            out = self._run(h, layer_noise, first_base, spikes=found)
+            out = self._run(h, layer_noise, first_base, spikes=found, per_bin=per_bin)
             if counts is not None:
                 for i, s in enumerate(found):
                     spikes[i].append(s)

@@ -6,8 +6,8 @@ import torch
 
 from spikeroll.data.augment import shift_frames, shifts
 from spikeroll.errors import SpikerollError
-from spikeroll.nets.counts import SpikeCounts
-from spikeroll.nets.model import SpikingNet
+from spikeroll.nets.counts import SpikeCounts, bin_events
+from spikeroll.nets.model import SpikingNet, decide_early, running_readout
 
 EVAL_BATCH = 1000  # recordings per evaluation pass, fewer when their float frames pass the budget
 EVAL_FRAMES_BUDGET_BYTES = 256 << 20
@@ -105,23 +105,13 @@ def early_exit(net, split, confidence: float, prefix: str = "", batch: int | Non
         T, B = frames.shape[1], frames.shape[0]
         last = trains[len(sizes) - 3]  # the last hidden layer, which drives the readout
         current = last @ weight.t() + bias  # (T, B, classes)
-        if net.readout == "membrane":
-            u, steps = torch.zeros_like(current[0]), []
-            for t in range(T):
-                u = net.beta * u + current[t]
-                steps.append(u)
-            running = torch.stack(steps).cumsum(0) / torch.arange(1, T + 1, device=current.device).view(T, 1, 1)
-        else:
-            running = trains[-1].cumsum(0)  # output spike counts so far
-        conf = torch.softmax(running, -1).amax(-1)  # (T, B)
-        passed = conf >= confidence
-        stop = torch.where(passed.any(0), passed.float().argmax(0), torch.full((B,), T - 1, device=conf.device))
-        pred = running[stop, torch.arange(B, device=conf.device)].argmax(-1)
+        running = running_readout(current[None], net.beta, net.readout, net.threshold, net.reset)[0]
+        stop, decided = decide_early(running.transpose(0, 1), confidence)  # (B,), (B, classes)
+        pred = decided.argmax(-1)
         correct += float((pred.cpu() == labels).sum())
         bins += float((stop + 1).sum())
-        used = (torch.arange(T, device=conf.device).view(T, 1) <= stop.view(1, B)).to(frames.dtype)  # (T, B)
-        events = frames.flatten(2).abs().sum(2)  # (B, T) input events per bin
-        spent_input = float((events.t() * used).sum()) * sizes[1]
+        used = (torch.arange(T, device=stop.device).view(T, 1) <= stop.view(1, B)).to(frames.dtype)  # (T, B)
+        spent_input = float((bin_events(frames).t() * used).sum()) * sizes[1]
         spent_hidden = sum(float((trains[i].sum(2) * used).sum()) * sizes[i + 2] for i in range(len(sizes) - 2))
         synops += spent_input + spent_hidden
         hidden += spent_hidden

@@ -25,7 +25,7 @@ from spikeroll.es.schedules import schedule_factor
 from spikeroll.nets.model import input_features
 from spikeroll.training.callbacks import Callback
 from spikeroll.training.estimator import build_estimator
-from spikeroll.training.evaluation import accuracy, accuracy_and_counts
+from spikeroll.training.evaluation import accuracy, accuracy_and_counts, early_exit
 from spikeroll.training.factories import make_network, make_optimizer, resolve_device
 from spikeroll.training.rundir import (
     CHECKPOINT,
@@ -127,9 +127,14 @@ class Trainer:
     def evaluate(self, with_train: bool = False) -> dict:
         """Accuracy of the mean network on the validation and test splits (and the training split),
         with its SynOps per inference and firing rates on validation and test (val_synops,
-        val_synops_hidden, val_rate_layer{i}, test_...: spikeroll.nets.counts)."""
+        val_synops_hidden, val_rate_layer{i}, test_...: spikeroll.nets.counts); for --objective early
+        also its early decisions (val_early_accuracy, _bins, _synops: evaluation.early_exit)."""
         result = {**accuracy_and_counts(self.net, self.data.val, "val_"),
                   **accuracy_and_counts(self.net, self.data.test, "test_")}
+        if self.cfg.objective == "early":  # what it was trained for: deciding at its confidence
+            for name, split in (("val", self.data.val), ("test", self.data.test)):
+                if split is not None:
+                    result.update(early_exit(self.net, split, self.cfg.early_confidence, f"{name}_"))
         if with_train:
             result["train_accuracy"] = accuracy(self.net, self.data.train)
         return result
