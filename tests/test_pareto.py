@@ -83,12 +83,17 @@ def test_early_exit_rows_are_the_networks_decisions_on_cut_recordings(tmp_path):
     from spikeroll.training.rundir import load_trained
 
     base = small_config(generations=4, eval_every=4, checkpoint_every=4)
-    points = plan_points(base, [0.0], [0.0], bptt_lr=0.01, bptt_generations=4)
+    points = plan_points(base, [0.0], [0.0], decide_weights=[0.5], bptt_lr=0.01, bptt_generations=4)
     data = synthetic_data()
     rows = pareto_sweep(base, tmp_path, points, data=data, progress=False, echo=lambda _: None, isolate=False,
                         early=[1e-9, 1.0])
-    assert [r["method"] for r in rows] == ["es", "bptt", "es-early", "es-early", "bptt-early", "bptt-early"]
-    for point in points:
+    assert [r["method"] for r in rows] == ["es", "es-decide", "bptt", "es-early", "es-early", "bptt-early",
+                                           "bptt-early"]
+    decide = json.loads((tmp_path / "es-decide-w0.5" / "report.json").read_text())  # trained to decide early:
+    assert json.loads((tmp_path / "es-decide-w0.5" / "config.json").read_text())["objective"] == "early"
+    assert rows[1]["val_accuracy"] == decide["val_early_accuracy"] and rows[1]["synops"] == decide["val_early_synops"]
+    assert rows[1]["knob"] == f"early objective λ 0.5, C 0.9 ({decide['val_early_bins']:.2f} bins)"
+    for point in (points[0], points[2]):
         _, net = load_trained(tmp_path / point.name)
         net.use_kernel = False
         for split, prefix in ((data.val, "val"), (data.test, "test")):

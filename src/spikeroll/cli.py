@@ -60,7 +60,7 @@ TRAIN_OPTIONS = [
     ("--sigma-final", "sigma_final", float, "Anneal σ to this value over the run (default: constant σ)."),
     ("--shaping", "shaping", click.Choice(SHAPINGS), "Fitness shaping."),
     ("--temperature", "temperature", float, "Softmax temperature of the cross-entropy fitness."),
-    ("--objective", "objective", click.Choice(OBJECTIVES), "Fitness of a member: ce (−cross-entropy), accuracy, synops (ce + λ·SynOps/all-firing SynOps) budget (ce + λ·overshoot above --synops-budget, relative) or early (decide at the first bin whose confidence reaches --early-confidence: ce of that decision + λ·input SynOps read until then); docs/energy.md."),
+    ("--objective", "objective", click.Choice(OBJECTIVES), "Fitness of a member: ce (−cross-entropy), accuracy, synops (ce + λ·SynOps/all-firing SynOps), budget (ce + λ·overshoot above --synops-budget, relative) or early (decide at the first bin whose confidence reaches --early-confidence: ce of that decision + λ·input SynOps read until then); docs/energy.md."),
     ("--synops-weight", "synops_weight", float, "λ of --objective synops and budget."),
     ("--synops-budget", "synops_budget", float, "SynOps per inference that --objective budget allows before its penalty."),
     ("--early-confidence", "early_confidence", float, "--objective early: the readout confidence (max softmax, in (0, 1]) at which a member decides."),
@@ -393,6 +393,7 @@ def compare(config_file, budget_seconds, generations, ranks, strategies, bptt_lr
 @click.option("--es-weights", default="0,50,200,1000", show_default=True, help="ES points: --objective synops at each --synops-weight λ ('' for none).")
 @click.option("--es-budgets", default="", help="More ES points: --objective budget at each --synops-budget S (SynOps per inference).")
 @click.option("--loihi-weights", default="", help="ES points on the integer network (--neuron loihi, int8 unless --weight-bits) at each λ.")
+@click.option("--decide-weights", default="", help="ES points trained to decide early: --objective early at each --synops-weight λ (confidence: --early-confidence).")
 @click.option("--bptt-weights", default="0,50,200,1000", show_default=True, help="BPTT points: --rate-weight λ ('' for none).")
 @click.option("--bptt-lr", type=float, default=2e-3, show_default=True, help="BPTT's learning rate.")
 @click.option("--bptt-generations", type=int, default=None, help="BPTT's optimizer steps [default: --generations].")
@@ -400,7 +401,7 @@ def compare(config_file, budget_seconds, generations, ranks, strategies, bptt_lr
 @click.option("--out", "out_dir", default="runs/pareto", show_default=True, help="Folder for the run directories, pareto.md and pareto.png.")
 @click.option("--overwrite", is_flag=True, help="Retrain points already in --out (default: skip finished ones, resume interrupted ones).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def pareto(config_file, es_weights, es_budgets, loihi_weights, bptt_weights, bptt_lr, bptt_generations, early_exit,
+def pareto(config_file, es_weights, es_budgets, loihi_weights, decide_weights, bptt_weights, bptt_lr, bptt_generations, early_exit,
            out_dir, overwrite, quiet, **overrides):
     """Accuracy against SynOps: ES (--objective synops/budget) and BPTT (--rate-weight) at several weights.
 
@@ -413,7 +414,8 @@ def pareto(config_file, es_weights, es_budgets, loihi_weights, bptt_weights, bpt
     cfg = build_config(config_file, None, overrides)
     points = plan_points(cfg, parse_values(es_weights, "--es-weights"), parse_values(bptt_weights, "--bptt-weights"),
                          es_budgets=parse_values(es_budgets, "--es-budgets"),
-                         loihi_weights=parse_values(loihi_weights, "--loihi-weights"), bptt_lr=bptt_lr,
+                         loihi_weights=parse_values(loihi_weights, "--loihi-weights"),
+                         decide_weights=parse_values(decide_weights, "--decide-weights"), bptt_lr=bptt_lr,
                          bptt_generations=bptt_generations)
     pareto_sweep(cfg, out_dir, points, overwrite=overwrite, progress=not quiet, echo=click.echo,
                  early=parse_values(early_exit, "--early-exit"))

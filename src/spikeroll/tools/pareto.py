@@ -6,6 +6,8 @@ fresh process (`compare.run_worker` through `isolate.run_isolated`, as `spikerol
     es-w{λ}        ES (the base strategy, eggroll unless openes) with --objective synops --synops-weight λ
     es-budget{S}   ES with --objective budget --synops-budget S (the base's --synops-weight)
     es-loihi-w{λ}  the same as es-w{λ} on the integer network (--neuron loihi, int8 unless --weight-bits)
+    es-decide-w{λ} ES with --objective early --synops-weight λ (the base's --early-confidence C):
+                   trained to decide early; its row is its early decisions at C
     bptt-w{λ}      --strategy bptt --rate-weight λ (its own lr and step count)
 
 λ is the same number for both methods: ES's penalty and BPTT's regulariser divide the same SynOps
@@ -39,9 +41,9 @@ from spikeroll.training.factories import load_data
 from spikeroll.training.rundir import load_trained
 
 DPI = 120
-METHOD_ORDER = ("es", "es-loihi", "bptt", "es-early", "bptt-early")
+METHOD_ORDER = ("es", "es-loihi", "bptt", "es-early", "bptt-early", "es-decide")
 COLORS = {"es": "tab:blue", "es-loihi": "tab:green", "bptt": "tab:red", "es-early": "tab:cyan",
-          "bptt-early": "tab:orange"}
+          "bptt-early": "tab:orange", "es-decide": "tab:purple"}
 EARLY_METHODS = {"es": "es-early", "bptt": "bptt-early"}  # the integer network has no early-exit path
 DEFAULTS = TrainConfig().to_dict()
 
@@ -72,7 +74,7 @@ def parse_values(text: str | None, option: str) -> list[float]:
 
 
 def plan_points(base: TrainConfig, es_weights=(), bptt_weights=(), *, es_budgets=(), loihi_weights=(),
-                bptt_lr: float = BPTT_LR, bptt_generations: int | None = None) -> list[Point]:
+                decide_weights=(), bptt_lr: float = BPTT_LR, bptt_generations: int | None = None) -> list[Point]:
     """The sweep's points, every config validated before anything runs."""
     strategy = base.strategy if base.strategy in ("eggroll", "openes") else "eggroll"
     es = dataclasses.replace(base, strategy=strategy, rate_weight=0.0, rate_target=None)
@@ -83,12 +85,16 @@ def plan_points(base: TrainConfig, es_weights=(), bptt_weights=(), *, es_budgets
     loihi = dataclasses.replace(es, strategy="eggroll", neuron="loihi", weight_bits=base.weight_bits or 8)
     points += [Point(f"es-loihi-w{w:g}", "es-loihi", f"synops-weight {w:g}, int{loihi.weight_bits}",
                      dataclasses.replace(loihi, objective="synops", synops_weight=w)) for w in loihi_weights]
+    c = base.early_confidence
+    points += [Point(f"es-decide-w{w:g}", "es-decide", f"early objective λ {w:g}, C {c:g}",
+                     dataclasses.replace(es, objective="early", synops_weight=w)) for w in decide_weights]
     bptt = dataclasses.replace(base, strategy="bptt", lr=bptt_lr, objective="ce", fitness=None,
                                generations=bptt_generations or base.generations)
     points += [Point(f"bptt-w{w:g}", "bptt", f"rate-weight {w:g}", dataclasses.replace(bptt, rate_weight=w))
                for w in bptt_weights]
     if not points:
-        raise SpikerollError("no operating points: give --es-weights, --es-budgets, --loihi-weights or --bptt-weights")
+        raise SpikerollError("no operating points: give --es-weights, --es-budgets, --loihi-weights, --decide-weights "
+                             "or --bptt-weights")
     for point in points:
         point.cfg.validate()
     return points
@@ -185,9 +191,14 @@ def row(point: Point, out: Path, error: str | None = None) -> dict:
     if error or not path.exists():
         return {**base, "error": error or "no report.json"}
     report = json.loads(path.read_text())
-    return {**base, "val_accuracy": report.get("val_accuracy"), "test_accuracy": report.get("test_accuracy"),
-            "synops": report.get("val_synops"), "synops_hidden": report.get("val_synops_hidden"),
-            "generations": report.get("generations"), "seconds": report.get("wall_seconds")}
+    # a run trained to decide early is measured deciding early (its report's early_ keys)
+    key = "early_" if point.cfg.objective == "early" else ""
+    if key:
+        base["knob"] += f" ({report.get('val_early_bins', float('nan')):.2f} bins)"
+    return {**base, "val_accuracy": report.get(f"val_{key}accuracy"),
+            "test_accuracy": report.get(f"test_{key}accuracy"), "synops": report.get(f"val_{key}synops"),
+            "synops_hidden": report.get(f"val_{key}synops_hidden"), "generations": report.get("generations"),
+            "seconds": report.get("wall_seconds")}
 
 
 def early_rows(base: TrainConfig, points: list[Point], rows: list[dict], out: Path, confidences,
@@ -266,6 +277,8 @@ def markdown(base: TrainConfig, rows: list[dict]) -> str:
         + (" es-early/bptt-early: the point above it deciding each recording at the first time bin whose readout "
            "confidence reaches C (bins: the mean bins used), against the SynOps actually spent; not retrained."
            if any(r["method"].endswith("-early") for r in rows) else "")
+        + (" es-decide: ES trained with --objective early, measured deciding early at its own C."
+           if any(r["method"] == "es-decide" for r in rows) else "")
         + "\n\n![accuracy against SynOps](pareto.png)\n"
     )
 
