@@ -47,62 +47,84 @@ def _wrap(u: int) -> int:
     return u
 
 
-def reference(policy: IntegerPolicy, x: np.ndarray, noise=None) -> tuple[np.ndarray, int]:
-    """Readouts (M, E, n_out) of the policy's members on normalised observations x (M, E, n), one
-    neuron, step and member at a time in Python ints, from the docs' rules; and the hidden spike count.
+def loihi_forward(layers: list[dict], graded: list[int], T: int) -> tuple[list[int], int]:
+    """One sample's readout voltage summed over the T + L steps, and its hidden spike count, one
+    neuron and step at a time in Python ints. A layer is plain numbers: q (rows of ints), weight_exp,
+    du, dv, vth, bias (per neuron, in voltage units) and optionally noise(h, s) -> the member's
+    correction to neuron h's accumulation of input spikes s.
 
-    Graded spike s = clamp(round(x·2^F), ±127) in each of T steps, then L steps of zeros; member
-    m = 2k + j runs acc = q·s + (−1)^j·((Σ_r (s·B8_k)_r·afx_k[h, r]) >> 12), B8 = clamp(round(16·B), ±127),
-    afx = round(A·2^(8 − k_layer)) (A of the first layer ÷ 2^F, the graded spike's scale), bias
-    round((b ± e)·2^20 / 2^bexp) << bexp; a layer sees acc of step t − 1, shifted by weight_exp and 6."""
-    net, T, F = policy.net, policy.time_bins, policy.exponent
-    layers = net.layers()
-    biases = [p.detach().double().numpy() for p in list(net.params.values())[1::2]]
-    M, E, n = x.shape
-    L, S = len(layers), T + len(layers)
+    The graded spikes enter in each of T steps, then L steps of zeros; a layer sees the accumulation
+    of step t − 1, shifted by weight_exp and 6; u <- decay(u, du) + a wrapped into 24 bits,
+    v <- clip(decay(v, dv) + u + bias, ±(2^23 − 1)), spike where v > vth << 6, then v = 0."""
+    n, L, S = len(graded), len(layers), T + len(layers)
+    inputs = [graded if t < T else [0] * n for t in range(S)]
     spikes_total = 0
-    out = np.zeros((M, E, layers[-1]["q"].shape[0]))
+    for i, layer in enumerate(layers):
+        q, wexp, bias, noise = layer["q"], layer["weight_exp"], layer["bias"], layer.get("noise")
+        keep_u, keep_v, vth = 4096 - (layer["du"] + 1), 4096 - layer["dv"], layer["vth"] << 6
+        H = len(q)
+        u, v, outputs, readout = [0] * H, [0] * H, [], [0] * H
+        for t in range(S):
+            prev = inputs[t - 1] if t > 0 else None
+            spiked = [0] * H
+            for h in range(H):
+                acc = 0
+                if prev is not None:
+                    acc = sum(int(q[h][c]) * int(prev[c]) for c in range(len(prev)))
+                    if noise is not None:
+                        acc += noise(h, prev)
+                a = (acc << wexp if wexp >= 0 else acc >> -wexp) << 6
+                u[h] = _wrap(_decay(u[h], keep_u) + a)  # du = 4095: u holds one step's input
+                v[h] = max(-V_MAX, min(V_MAX, _decay(v[h], keep_v) + u[h] + bias[h]))
+                if i == L - 1:
+                    readout[h] += v[h]
+                elif v[h] > vth:
+                    spiked[h], v[h] = 1, 0
+            outputs.append(spiked)
+            spikes_total += sum(spiked) if i < L - 1 else 0
+        inputs = outputs
+    return readout, spikes_total
+
+
+def _member_noise(b8: np.ndarray, afx: np.ndarray, sign: int):
+    """noise(h, s) of `loihi_forward`: (−1)^j·((Σ_r (s·B8)_r·afx[h, r]) >> 12)."""
+    def correction(h: int, s: list[int]) -> int:
+        xb = [sum(int(s[c]) * int(b8[c, r]) for c in range(len(s))) for r in range(b8.shape[1])]
+        return sign * (sum(xb[r] * int(afx[h, r]) for r in range(len(xb))) >> 12)
+    return correction
+
+
+def reference(policy: IntegerPolicy, x: np.ndarray, noise=None) -> tuple[np.ndarray, int]:
+    """Readouts (M, E, n_out) of the policy's members on normalised observations x (M, E, n), from
+    the docs' rules through `loihi_forward`; and the hidden spike count.
+
+    Graded spike s = clamp(round(x·2^F), ±127); member m = 2k + j runs acc = q·s +
+    (−1)^j·((Σ_r (s·B8_k)_r·afx_k[h, r]) >> 12), B8 = clamp(round(16·B), ±127), afx = round(A·2^(8 − k_layer))
+    (A of the first layer ÷ 2^F, the graded spike's scale), bias round((b ± e)·2^20 / 2^bexp) << bexp."""
+    net, T, F = policy.net, policy.time_bins, policy.exponent
+    biases = [p.detach().double().numpy() for p in list(net.params.values())[1::2]]
+    M, E, _ = x.shape
+    spikes_total = 0
+    out = np.zeros((M, E, net.sizes[-1]))
     for m in range(M):
         k, j = divmod(m, 2)
-        sign = 1 - 2 * j
+        layers = []
+        for i, layer in enumerate(net.layers()):
+            b, member_noise = biases[i], None
+            if noise is not None:
+                b8 = np.clip(np.round(noise[i].weight_b[k].double().numpy() * 16), -127, 127).astype(np.int64)
+                scale = 2.0**-F if i == 0 else 1.0
+                afx = np.round(noise[i].weight_a[k].double().numpy() * scale * 2.0 ** (8 - layer["k"]))
+                member_noise = _member_noise(b8, afx.astype(np.int64), 1 - 2 * j)
+                b = b + (1 - 2 * j) * noise[i].bias[k].double().numpy()
+            bexp = layer["bias_exp"]
+            layers.append({"q": layer["q"].tolist(), "weight_exp": layer["weight_exp"], "du": layer["du"],
+                           "dv": layer["dv"], "vth": layer["vth"], "noise": member_noise,
+                           "bias": [int(np.clip(np.round(bv * 2.0**20 / 2**bexp), -4096, 4095)) << bexp for bv in b]})
         for e in range(E):
             graded = [max(-127, min(127, int(np.round(float(v) * 2.0**F)))) for v in x[m, e]]
-            inputs = [graded if t < T else [0] * n for t in range(S)]
-            for i, layer in enumerate(layers):
-                q = layer["q"].numpy().astype(np.int64).tolist()
-                H = len(q)
-                wexp, keep_v, vth = layer["weight_exp"], 4096 - layer["dv"], layer["vth"] << 6
-                bexp = layer["bias_exp"]
-                b = biases[i]
-                if noise is not None:
-                    b8 = np.clip(np.round(noise[i].weight_b[k].double().numpy() * 16), -127, 127).astype(np.int64)
-                    scale = 2.0**-F if i == 0 else 1.0
-                    afx = np.round(noise[i].weight_a[k].double().numpy() * scale * 2.0 ** (8 - layer["k"]))
-                    afx = afx.astype(np.int64)
-                    b = b + sign * noise[i].bias[k].double().numpy()
-                bias = [int(np.clip(np.round(bv * 2.0**20 / 2**bexp), -4096, 4095)) << bexp for bv in b]
-                u, v, outputs, readout = [0] * H, [0] * H, [], [0] * H
-                for t in range(S):
-                    prev = inputs[t - 1] if t > 0 else None
-                    spiked = [0] * H
-                    for h in range(H):
-                        acc = 0
-                        if prev is not None:
-                            acc = sum(int(q[h][c]) * int(prev[c]) for c in range(len(prev)))
-                            if noise is not None:
-                                xb = [sum(int(prev[c]) * int(b8[c, r]) for c in range(len(prev)))
-                                      for r in range(b8.shape[1])]
-                                acc += sign * (sum(xb[r] * int(afx[h, r]) for r in range(len(xb))) >> 12)
-                        a = (acc << wexp if wexp >= 0 else acc >> -wexp) << 6
-                        u[h] = _wrap(_decay(u[h], 0) + a)  # du = 4095: u holds one step's input
-                        v[h] = max(-V_MAX, min(V_MAX, _decay(v[h], keep_v) + u[h] + bias[h]))
-                        if i == L - 1:
-                            readout[h] += v[h]
-                        elif v[h] > vth:
-                            spiked[h], v[h] = 1, 0
-                    outputs.append(spiked)
-                    spikes_total += sum(spiked) if i < L - 1 else 0
-                inputs = outputs
+            readout, spikes = loihi_forward(layers, graded, T)
+            spikes_total += spikes
             out[m, e] = [np.float32(r / (T * 2.0**20)) for r in readout]
     return out, spikes_total
 

@@ -7,9 +7,26 @@ from pathlib import Path
 from spikeroll.config import TrainConfig, parse_widths, read_settings
 from spikeroll.control.config import FIELDS as CONTROL_FIELDS
 from spikeroll.control.config import ControlConfig
-from spikeroll.control.trainer import evaluate_control, folded_network, is_control_run, play, train_control
+from spikeroll.control.export import integer_description
+from spikeroll.control.policy import IntegerPolicy
+from spikeroll.control.trainer import (
+    evaluate_control,
+    fold_normalisation,
+    is_control_run,
+    load_policy,
+    play,
+    train_control,
+)
 from spikeroll.errors import SpikerollError
-from spikeroll.interop.nir import check_inputs, export_graph, export_network, import_graph, network_config, write_graph
+from spikeroll.interop.nir import (
+    check_inputs,
+    export_graph,
+    export_integer_graph,
+    export_network,
+    import_graph,
+    network_config,
+    write_graph,
+)
 from spikeroll.nets.integer import export_loihi
 from spikeroll.training.evaluation import accuracy, accuracy_and_counts, early_exit
 from spikeroll.training.factories import load_data
@@ -96,9 +113,14 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, *, model: str
 def export_loihi_run(run_dir: str | Path, out: str | Path | None = None, *, model: str | None = None) -> Path:
     """Write an integer run's (--neuron loihi) weights, exponents and neuron constants as Loihi-style
     parameters (.json or .npz; default RUN_DIR/loihi.json) and return the path. `model`: as in
-    `export_run`."""
-    _, net = load_trained(run_dir, model=model)
+    `export_run`. An integer control run's file also holds what `export_control_run`'s metadata
+    does (observation statistics, input exponent, action rule)."""
     path = Path(out) if out else Path(run_dir) / "loihi.json"
+    if is_control_run(run_dir):
+        policy, conventions, metadata = _integer_control_policy(run_dir)
+        export_loihi(policy.net, path, conventions, metadata)
+        return path
+    _, net = load_trained(run_dir, model=model)
     export_loihi(net, path)
     return path
 
@@ -150,8 +172,25 @@ def play_run(run_dir: str | Path, out: str | Path, seed: int = 0) -> dict:
 
 
 def export_control_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write a control run's mean policy (observation normalisation folded into the first layer) as
-    a NIR graph whose input is the raw observation vector."""
-    cfg, net = folded_network(run_dir)
-    graph = export_graph(net, (net.sizes[0],), metadata={"env": cfg.env, "time_bins": int(cfg.time_bins)})
+    """Write a control run's mean policy as a NIR graph. A float policy's input is the raw
+    observation vector (normalisation folded into the first layer); an integer policy's
+    (neuron loihi) is the quantised normalised observation, its integers stored exactly, and the
+    graph's metadata holds the statistics and rules that make it from a raw observation
+    (`spikeroll.control.export`)."""
+    cfg, policy, stats = load_policy(run_dir)
+    if isinstance(policy, IntegerPolicy):
+        conventions, metadata = integer_description(cfg.env, policy, stats)
+        graph = export_integer_graph(policy.net, (policy.net.sizes[0],), metadata=metadata, conventions=conventions)
+    else:
+        cfg, net = fold_normalisation(cfg, policy, stats)
+        graph = export_graph(net, (net.sizes[0],), metadata={"env": cfg.env, "time_bins": int(cfg.time_bins)})
     return write_graph(graph, Path(out) if out else Path(run_dir) / "network.nir")
+
+
+def _integer_control_policy(run_dir: str | Path) -> tuple[IntegerPolicy, dict, dict]:
+    """An integer control run's mean policy with its export's conventions and metadata."""
+    cfg, policy, stats = load_policy(run_dir)
+    if not isinstance(policy, IntegerPolicy):
+        raise SpikerollError(f"{run_dir} holds a float (neuron lif) policy, which has no Loihi integers; "
+                             "export it with spikeroll export, or train with --neuron loihi --weight-bits 8")
+    return policy, *integer_description(cfg.env, policy, stats)

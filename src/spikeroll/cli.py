@@ -257,7 +257,8 @@ def export(run_dir, out, model):
 
     Needs the extra spikeroll[nir]. A network trained with --reset subtract (the default) is written
     as zero-reset, which NIR can express; a warning says so (docs/deploy.md measures the difference).
-    An integer run (--neuron loihi) is written with its integer weights and Loihi constants exact.
+    An integer run (--neuron loihi) is written with its integer weights and Loihi constants exact;
+    an integer control run's graph metadata also holds how a raw observation becomes its input.
     """
     import warnings
 
@@ -265,7 +266,7 @@ def export(run_dir, out, model):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if is_control_run(run_dir):  # the policy, its observation normalisation folded into layer 0
+        if is_control_run(run_dir):  # float: normalisation folded into layer 0; integer: stated in metadata
             path = export_control_run(run_dir, out)
         else:
             path = export_run(run_dir, out, model=model)
@@ -294,7 +295,8 @@ def play(run_dir, out, seed):
                    "may be imported and run; a run directory never does so by itself.")
 def export_loihi(run_dir, out, model):
     """Write an integer run's (--neuron loihi) weights, weight exponents and neuron constants as
-    Loihi-style parameters a Lava user can load (docs/integer.md)."""
+    Loihi-style parameters a Lava user can load (docs/integer.md); for a control run, with its
+    observation statistics and action rule (docs/control.md)."""
     from spikeroll.api import export_loihi_run
 
     click.echo(str(export_loihi_run(run_dir, out, model=model)))

@@ -15,5 +15,6 @@ One generation, file by file:
 The public functions are in `trainer`: train_control, evaluate_control, play, load_policy,
 folded_network, is_control_run; the settings are `config.ControlConfig` (with per-env defaults,
 configs/control/*.toml). `remote` plays units of members on Ray workers; `torch_policy.TorchSpikingPolicy`
-is the same spiking policy as a plain nn.Module, for other libraries (EvoTorch's GymNE).
+is the same spiking policy as a plain nn.Module, for other libraries (EvoTorch's GymNE); `export`
+states what an exported integer policy needs besides its network (observation statistics, rules).
 """

@@ -278,10 +278,16 @@ def folded_network(run_dir: str | Path) -> tuple[ControlConfig, SpikingNet]:
     exported like a classification run's (e.g. `interop.nir.export_graph(net, frame_shape=(obs_dim,))`,
     fed the observation in each of cfg.time_bins bins). The clip to ±obs_clip is not representable
     and is dropped: the two agree wherever every normalised observation lies within ±obs_clip."""
-    cfg, policy, stats = load_policy(run_dir)
+    return fold_normalisation(*load_policy(run_dir), source=run_dir)
+
+
+def fold_normalisation(cfg: ControlConfig, policy: SpikingPolicy, stats: ObsStats,
+                       source: str | Path = "the policy") -> tuple[ControlConfig, SpikingNet]:
+    """`folded_network` of a loaded run (`load_policy`); changes the policy's own first layer."""
     if isinstance(policy, IntegerPolicy):
-        raise SpikerollError(f"{run_dir} holds an integer (neuron loihi) policy, whose export is not written "
-                             "yet; export a float run, or read its parameters from checkpoint.pt")
+        raise SpikerollError(f"{source} holds an integer (neuron loihi) policy, whose normalisation cannot be "
+                             "folded into integer weights; spikeroll export writes it with the normalisation "
+                             "in the graph's metadata")
     net = policy.net
     weight, bias = net.params["layer0.weight"], net.params["layer0.bias"]
     if cfg.obs_norm:

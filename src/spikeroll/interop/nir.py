@@ -185,17 +185,19 @@ def _integer_neuron(nir, layer: dict, dt: float, spiking: bool):
     return nir.LIF(**common, v_threshold=full(1.0), v_reset=full(0.0)) if spiking else nir.LI(**common)
 
 
-def export_integer_graph(net, frame_shape=(2, 34, 34), *, dt: float = DT, metadata: dict | None = None):
+def export_integer_graph(net, frame_shape=(2, 34, 34), *, dt: float = DT, metadata: dict | None = None,
+                         conventions: dict | None = None):
     """An integer network (spikeroll.nets.integer.IntegerNet) as a nir.NIRGraph, integers stored exactly.
 
     Input → [SumPool2d] → [Flatten] → (Affine → LIF)… → Affine → LI|LIF → Output. The Affine weights
     are q (int32); each Affine's metadata holds k, weight_exp and weight_bits, each neuron's holds du,
     dv, vth, bias_mant, bias_exp; the graph's holds the fixed-point conventions. A float reader of the
     nodes alone gets the nearest float network (see INTEGER_NUMBERS): no truncating decay, no
-    24-bit saturation and no one-step delay per layer, which only the metadata can say."""
+    24-bit saturation and no one-step delay per layer, which only the metadata can say.
+    `conventions` restates rules in words (`integer_export`), e.g. a control policy's input."""
 
     nir = _nir()
-    spec = integer_export(net)
+    spec = integer_export(net, conventions)
     layers = spec["layers"]
     shape, meta = tuple(int(s) for s in frame_shape), {}
     nodes = {"input": nir.Input(input_type=np.array(shape))}

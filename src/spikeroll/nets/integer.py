@@ -369,14 +369,15 @@ class IntegerNet(ParameterHolder):
 EXPORT_FORMAT = "spikeroll-loihi/1"
 
 
-def integer_export(net) -> dict:
+def integer_export(net, conventions: dict | None = None) -> dict:
     """Everything that defines an integer network, as plain integers and numpy arrays.
 
     The one description both exporters read: `loihi_parameters` (a dictionary a Lava user can
     load) and the NIR exporter of integer networks (spikeroll.interop.nir), which stores the integer
     weights exactly with these conventions in its metadata. Per layer: q (out, in) int32, the
     weight step exponent k (a weight is q·2^k thresholds), weight_exp = k + 14, bias_mant (out,)
-    int64 and bias_exp, du, dv, vth.
+    int64 and bias_exp, du, dv, vth. `conventions` replaces or adds rules in words, for networks
+    fed otherwise than by event frames (a control policy's observations: spikeroll.control.export).
     """
     if not isinstance(net, IntegerNet):
         raise SpikerollError("only integer networks export Loihi parameters; train with --neuron loihi "
@@ -398,11 +399,12 @@ def integer_export(net) -> dict:
             "time": "T + L steps per sample (L dense layers), zero input after the T frames",
             "readout": "membrane: logits = Σ_t v_t / (T·2^20) of a non-spiking output layer; "
                        "spikes: output spike counts",
+            **(conventions or {}),
         },
     }
 
 
-def loihi_parameters(net) -> dict:
+def loihi_parameters(net, conventions: dict | None = None) -> dict:
     """Lava-loadable parameters per layer: Dense(weights=..., weight_exp=..., num_weight_bits=...,
     num_message_bits=...) and LIF(du=..., dv=..., vth=..., bias_mant=..., bias_exp=...).
 
@@ -410,9 +412,9 @@ def loihi_parameters(net) -> dict:
     truncates num_truncate_bits = 9 − num_weight_bits low bits (lava src/lava/utils/weightutils.py
     `truncate_weights`, `clip_weights`). So q is handed over as q << (9 − B) with weight_exp lowered
     by the same amount: Lava's accumulation 2^(9−B)·(q·s) shifted by weight_exp − (9 − B) is exactly
-    (q·s) shifted by weight_exp, for either sign of the exponent.
+    (q·s) shifted by weight_exp, for either sign of the exponent. `conventions`: as in `integer_export`.
     """
-    spec = integer_export(net)
+    spec = integer_export(net, conventions)
     bits, layers = spec["weight_bits"], []
     shift = 9 - bits
     for i, layer in enumerate(spec["layers"]):
@@ -431,13 +433,15 @@ def loihi_parameters(net) -> dict:
             "sizes": spec["sizes"], "layers": layers, "conventions": spec["conventions"]}
 
 
-def export_loihi(net, path) -> None:
-    """Write `loihi_parameters(net)` to path: .json (lists), or .npz (one array per value, the
-    conventions as a JSON string under "meta")."""
+def export_loihi(net, path, conventions: dict | None = None, metadata: dict | None = None) -> None:
+    """Write `loihi_parameters(net, conventions)` to path: .json (lists), or .npz (one array per
+    value, the conventions as a JSON string under "meta"). `metadata` (plain JSON values) adds
+    top-level entries beside them, e.g. a control policy's observation statistics."""
     path = Path(path)
     if path.suffix not in (".json", ".npz"):
         raise SpikerollError(f"cannot write Loihi parameters to {path.name}: choose a .json or .npz file name")
-    params = loihi_parameters(net)
+    params = loihi_parameters(net, conventions)
+    params.update(metadata or {})
     if path.suffix == ".json":
         save_json(path, params)
         return
