@@ -221,6 +221,6 @@ ENV_DEFAULTS: dict[str, dict] = {
     "Acrobot-v1": dict(hidden=[32], time_bins=8, population=64, rank=1, sigma=0.1, lr=0.05, episodes=2,
                        generations=100, eval_every=5, val_episodes=10, target_return=-85.0),
     "LunarLander-v3": dict(hidden=[32], time_bins=8, population=256, rank=2, sigma=0.1, lr=0.05, episodes=1,
-                           generations=400, eval_every=10, val_episodes=20,
+                           generations=400, eval_every=10, val_episodes=50,
                            target_return=230.0, checkpoint_every=10),
 }
