@@ -17,7 +17,7 @@ from torch import nn
 
 from spikeroll.errors import SpikerollError
 from spikeroll.es.evaluators import BaseEvaluator
-from spikeroll.es.fitness import member_fitness
+from spikeroll.es.objectives import Objective, objective_from_config
 from spikeroll.memory import keep_freed_memory
 from spikeroll.modules.checks import reset_state
 from spikeroll.modules.es import EGGROLL
@@ -92,11 +92,20 @@ class ModuleNet(ParameterHolder):
 
 
 class ModuleEvaluator(BaseEvaluator):
-    """The population's fitness from EGGROLL's one-batch population forward of the user's module."""
+    """The population's fitness from EGGROLL's one-batch population forward of the user's module.
 
-    def __init__(self, net: ModuleNet, es: EGGROLL, temperature: float, chunk_pairs: int | None = None):
-        self.net, self.es, self.temperature, self.chunk_pairs = net, es, temperature, chunk_pairs
+    Fitness is `objective`'s (spikeroll.es.objectives). When it needs counts (synops, budget, a
+    fitness function) or `count` is True, the population forward counts every member's SynOps
+    (spikeroll.modules.counting), and `metrics()` gives the population's means; the default
+    objective does not count, so its forward is the one without counting.
+    """
+
+    def __init__(self, net: ModuleNet, es: EGGROLL, objective: Objective, chunk_pairs: int | None = None,
+                 count: bool = False):
+        self.net, self.es, self.objective, self.chunk_pairs = net, es, objective, chunk_pairs
         self.strategy = es.strategy
+        self.count = count or objective.needs_counts
+        self._metrics: dict = {}
 
     def unit_pairs(self, batch: int) -> int:
         """--chunk-pairs, else UNIT_SAMPLES rows (members x minibatch) at once: units of that size
@@ -109,27 +118,42 @@ class ModuleEvaluator(BaseEvaluator):
         return None
 
     @torch.no_grad()
-    def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range, shared=None):
-        """Fitness and accuracy of the 2·len(pairs) members of one work unit (`shared` is unused)."""
+    def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range, shared=None,
+                     counts: list | None = None):
+        """Fitness and accuracy of the 2·len(pairs) members of one work unit (`shared` is unused).
+        When this evaluator counts, `counts` (a list) gets the unit's ModuleCounts."""
         self.es.generation, self.es.sigma = generation, sigma
         self.es.chunk_pairs = self.unit_pairs(len(labels))
-        logits = self.es.population_forward(self.net.inputs(frames), pairs=pairs)
-        fitness, acc = member_fitness(logits, labels.to(logits.device), self.temperature)
+        found = [] if self.count else None
+        logits = self.es.population_forward(self.net.inputs(frames), pairs=pairs, counts=found)
+        unit_counts = found[0] if found else None
+        if counts is not None and unit_counts is not None:
+            counts.append(unit_counts)
+        fitness, acc = self.objective(logits, labels.to(logits.device), unit_counts)
         return fitness.cpu(), acc.cpu()
 
     def population_fitness(self, generation: int, sigma: float, frames, labels):
         """Fitness and accuracy of every member (N,), on the CPU."""
-        return self.unit_fitness(generation, sigma, frames, labels, range(self.strategy.pairs))
+        found: list = []
+        result = self.unit_fitness(generation, sigma, frames, labels, range(self.strategy.pairs), counts=found)
+        self._metrics = found[0].summary() if found else {}
+        return result
+
+    def metrics(self) -> dict:
+        """The last generation's population means (synops, synops_hidden, rate_layer{i}); empty
+        when nothing was counted."""
+        return dict(self._metrics)
 
 
-def module_evaluator(cfg, net: ModuleNet) -> ModuleEvaluator:
+def module_evaluator(cfg, net: ModuleNet, fitness=None) -> ModuleEvaluator:
     """The evaluator of a --model run (eggroll, or openes: full rank); `spikeroll.training.estimator.build_estimator`
     hands it to the same ESEstimator as the built-in network's (or to Ray workers, in units of
-    --chunk-pairs pairs)."""
+    --chunk-pairs pairs). Its objective is the run's (`objective_from_config`; `fitness` a
+    callable that replaces it)."""
     if cfg.strategy not in ("eggroll", "openes"):
         raise SpikerollError(f"--model trains with eggroll, openes or bptt, not {cfg.strategy!r}")
     rank = cfg.rank if cfg.strategy == "eggroll" else None
     keep_freed_memory()  # the population's per-step tensors are reused, not faulted back in (spikeroll.memory)
     es = EGGROLL(net.module, population=cfg.population, rank=rank, sigma=cfg.sigma, seed=cfg.seed,
                  shaping=cfg.shaping, chunk_pairs=cfg.chunk_pairs)
-    return ModuleEvaluator(net, es, cfg.temperature, cfg.chunk_pairs)
+    return ModuleEvaluator(net, es, objective_from_config(cfg, fitness), cfg.chunk_pairs)
