@@ -3,6 +3,7 @@ against an independent brute force: per member, the explicitly perturbed float64
 model (tests/test_module_es.py's `member_copies`) run with plain forward hooks that record every
 Linear/Conv input, and its SynOps counted entry by entry in Python loops."""
 
+import itertools
 import json
 import textwrap
 
@@ -14,6 +15,7 @@ from spikeroll import TrainConfig, train_run
 from spikeroll.errors import SpikerollError
 from spikeroll.modules import EGGROLL
 from spikeroll.modules.checks import reset_state
+from spikeroll.modules.net import ModuleNet
 
 from test_module_es import member_copies
 
@@ -100,10 +102,9 @@ def entry_fan_out(layer, position):
     return reached * layer.out_channels
 
 
-def brute_force(es, x, input_layer):
-    """Per member: SynOps per inference of the input layer and of the rest, per layer SynOps and
-    rates, the all-firing reference, and the layers called with non-integer input."""
-    copies = member_copies(es)
+def brute_force(copies, x, input_layer):
+    """Per member (one model each): SynOps per inference of the input layer and of the rest, per
+    layer SynOps and rates, the all-firing reference, and the layers called with non-integer input."""
     records = [recorded_inputs(member, x) for member in copies]
     layers = dict(copies[0].named_modules())
     analog = {name for rec in records for name, calls in rec.items()
@@ -134,25 +135,11 @@ def brute_force(es, x, input_layer):
 
 
 def _indices(shape):
-    return [tuple(int(i) for i in idx) for idx in torch.cartesian_prod(*[torch.arange(n) for n in shape]).view(
-        -1, len(shape))] if len(shape) > 1 else [(i,) for i in range(shape[0])]
+    """Every index of an array of this shape, as tuples of ints."""
+    return [tuple(idx) for idx in itertools.product(*(range(n) for n in shape))]
 
 
-@pytest.mark.parametrize("build, shape, input_layer, analog", [
-    (Dense, (T, B, 6), "fc1", []),
-    (Convolutional, (T, B, 2, 7, 7), "conv", ["gain"]),
-])
-def test_counts_equal_a_brute_force_of_the_member_copies(build, shape, input_layer, analog):
-    torch.manual_seed(5)
-    model = build().double()
-    es = EGGROLL(model, population=6, rank=1, sigma=0.4, seed=2)
-    es.generation = 1
-    x = events(shape, 7)
-    found = []
-    es.population_forward(x, counts=found)
-    counts = found[0]
-    want = brute_force(es, x, input_layer)
-
+def assert_counts_match(counts, want, input_layer, analog):
     assert counts.uncounted() == want["uncounted"] == analog
     assert counts.reference() == want["reference"]
     got = counts.per_member()
@@ -163,8 +150,42 @@ def test_counts_equal_a_brute_force_of_the_member_copies(build, shape, input_lay
         for j, name in enumerate(names):
             assert float(got[f"synops_layer{j}"][k]) == member["synops"][name]
             assert float(got[f"rate_layer{j}"][k]) == member["rate"][name]
-    assert len(set(got["synops_hidden"].tolist())) > 1  # the members differ: a real test of per-member counts
     assert counts.synops_input() == want["members"][0]["synops"][input_layer]
+    assert float(got["synops_hidden"].min()) > 0
+    return got
+
+
+@pytest.mark.parametrize("build, shape, input_layer, analog", [
+    (Dense, (T, B, 6), "fc1", []),
+    (Convolutional, (T, B, 2, 7, 7), "conv", ["gain"]),
+])
+def test_population_counts_equal_a_brute_force_of_the_member_copies(build, shape, input_layer, analog):
+    torch.manual_seed(5)
+    model = build().double()
+    es = EGGROLL(model, population=6, rank=1, sigma=0.4, seed=2)
+    es.generation = 1
+    x = events(shape, 7)
+    found = []
+    es.population_forward(x, counts=found)
+    got = assert_counts_match(found[0], brute_force(member_copies(es), x, input_layer), input_layer, analog)
+    assert len(set(got["synops_hidden"].tolist())) > 1  # the members differ: a real test of per-member counts
+
+
+@pytest.mark.parametrize("build, shape, input_layer, analog", [
+    (Dense, (T, B, 6), "fc1", []),
+    (Convolutional, (T, B, 2, 7, 7), "conv", ["gain"]),
+])
+def test_the_mean_networks_counts_equal_a_brute_force(build, shape, input_layer, analog):
+    """ModuleNet.logits(counts=): the plain module as one member (evaluation's val_synops)."""
+    torch.manual_seed(5)
+    model = build()
+    x = events(shape, 7).float()
+    net = ModuleNet(model, 0, 3, "cpu")
+    found = []
+    logits = net.logits(x.transpose(0, 1), counts=found)
+    assert torch.equal(logits, net.logits(x.transpose(0, 1)))
+    assert found[0].members == 1
+    assert_counts_match(found[0], brute_force([model], x, input_layer), input_layer, analog)
 
 
 def test_chunks_and_units_give_the_same_counts_as_one_pass():
@@ -218,7 +239,9 @@ def module_config(tmp_path, **kw):
 
 
 def test_a_module_run_trains_for_synops_and_records_them(tmp_path):
-    train_run(module_config(tmp_path, objective="synops", synops_weight=2.0), tmp_path / "run", progress=False)
+    report = train_run(module_config(tmp_path, objective="synops", synops_weight=2.0), tmp_path / "run",
+                       progress=False)
+    assert report["val_synops"] > report["val_synops_hidden"] > 0  # the mean network's, at evaluation
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     for r in records:
         assert r["synops"] > r["synops_hidden"] > 0 and 0 < r["rate_layer1"] < 1

@@ -11,6 +11,9 @@ Counting only reads the layers' inputs, so every computed value is unchanged, bi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -88,6 +91,35 @@ class Counter:
         return ModuleCounts([self.layers[i][0] for i in keep], pick(self.shared_synops), pick(self.member_synops),
                             pick(self.events), pick(self.entries), pick(self.capacity), pick(self.integer),
                             self.samples or 1)
+
+
+def count_plain(model: nn.Module, forward: Callable, input_calls: dict[int, list[bool]],
+                fan_outs: dict | None = None):
+    """(forward(), its ModuleCounts) for the plain model as one member. `input_calls` says, per layer
+    (its id) and call, whether a population forward gives that call the shared minibatch: those
+    count as the input's events, the rest as the network's own spikes, as in training's counts."""
+    layers = countable(model)
+    counter, seen = Counter(layers, 1, fan_outs), {id(m): 0 for _, m in layers}
+
+    def record(module, args, y):
+        calls, i = input_calls.get(id(module), []), seen[id(module)]
+        seen[id(module)] += 1
+        counter.record(module, args[0], shared=i < len(calls) and calls[i])
+
+    with hooked(layers, record):
+        out = forward()
+    return out, counter.result()
+
+
+@contextmanager
+def hooked(layers: list[tuple[str, nn.Module]], hook):
+    """`hook` as a forward hook of every layer while the block runs."""
+    handles = [m.register_forward_hook(hook) for _, m in layers]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def _weighted_sum(ax: torch.Tensor, fan: torch.Tensor | int, groups: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from spikeroll.es.evaluators import BaseEvaluator
 from spikeroll.es.objectives import Objective, objective_from_config
 from spikeroll.memory import keep_freed_memory
 from spikeroll.modules.checks import reset_state
+from spikeroll.modules.counting import count_plain, countable, hooked
 from spikeroll.modules.es import EGGROLL
 from spikeroll.nets.model import ParameterHolder
 from spikeroll.userfile import import_named, raised
@@ -46,7 +47,10 @@ def load_factory(spec: str) -> nn.Module:
 class ModuleNet(ParameterHolder):
     """A user's module with the interface the Trainer, checkpoints and evaluation expect."""
 
+    counts_spikes = True  # its logits take counts= (SynOps at its Linear/Conv calls, spikeroll.modules.counting)
+
     def __init__(self, module: nn.Module, in_features: int, classes: int, device):
+        self._fan_outs: dict = {}  # conv fan-out maps of counting, kept across evaluation passes
         self.module = module.to(device).eval()  # ES needs no train mode (dropout/batchnorm: see checks)
         self.params = {n: p for n, p in module.named_parameters() if p.requires_grad}
         self.sizes = [in_features, classes]  # what checkpoints record and init_from compares
@@ -80,15 +84,39 @@ class ModuleNet(ParameterHolder):
         """frames (B, T, ...) as the Trainer stores them -> (T, B, ...) float, the contract's layout."""
         return frames.transpose(0, 1).to(self.device, torch.float32)
 
-    def logits(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, ...) -> the module's logits (B, classes), its state reset first."""
-        reset_state(self.module)
-        out = self.module(self.inputs(frames))
+    def logits(self, frames: torch.Tensor, counts: list | None = None) -> torch.Tensor:
+        """frames (B, T, ...) -> the module's logits (B, classes), its state reset first. With
+        `counts` (a list), a ModuleCounts of the forward's SynOps is appended to it."""
+        inputs = self.inputs(frames)
+        calls = None if counts is None else self._input_calls(inputs)
+        if calls is None:
+            out = self._forward(inputs)
+        else:
+            out, found = count_plain(self.module, lambda: self._forward(inputs), calls, self._fan_outs)
+            counts.append(found)
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != self.classes:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise SpikerollError(f"--model returned {shape}; the contract is logits (B, {self.classes}) "
                                  "for frames (T, B, 2, H, W)")
         return out
+
+    def _forward(self, inputs: torch.Tensor):
+        reset_state(self.module)
+        return self.module(inputs)
+
+    def _input_calls(self, inputs: torch.Tensor) -> dict[int, list[bool]] | None:
+        """Per Linear/Conv layer (its id) and call: whether a population forward gives it the shared
+        minibatch (1 row, not 2), found by one of one sample and one pair; None (nothing is
+        counted) for a module that cannot run one (modules EGGROLL refuses, trained by BPTT)."""
+        calls: dict[int, list[bool]] = {}
+        note = lambda m, args, y: calls.setdefault(id(m), []).append(args[0].shape[0] == 1)  # noqa: E731
+        try:
+            es = EGGROLL(self.module, population=2, check=False, fused=False)
+            with hooked(countable(self.module), note):
+                es.population_forward(inputs[:, :1])
+        except SpikerollError:
+            return None
+        return calls
 
 
 class ModuleEvaluator(BaseEvaluator):

@@ -73,6 +73,14 @@ class SpikeCounts(Counts):
         spikes = [torch.cat([p.spikes[i] for p in parts]) for i in range(len(first.spikes))]
         return SpikeCounts(first.input_events, spikes, first.sizes, first.time_bins, first.samples)
 
+    @staticmethod
+    def merge_samples(parts: list[SpikeCounts]) -> SpikeCounts:
+        """The counts of consecutive minibatches of the same members as one (samples added up)."""
+        first = parts[0]
+        spikes = [sum(p.spikes[i] for p in parts) for i in range(len(first.spikes))]
+        return SpikeCounts(sum(p.input_events for p in parts), spikes, first.sizes, first.time_bins,
+                           sum(p.samples for p in parts))
+
     @property
     def members(self) -> int:
         """N, the members counted."""
