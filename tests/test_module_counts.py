@@ -252,3 +252,20 @@ def test_the_early_objective_is_refused_for_a_module(tmp_path):
     with pytest.raises(SpikerollError, match="--objective early needs the float LIF network") as info:
         module_config(tmp_path, objective="early").validate()
     assert "\n" not in str(info.value)
+
+
+def test_a_fitness_function_gets_the_module_counts(tmp_path):
+    fitness = tmp_path / "fit.py"
+    fitness.write_text(textwrap.dedent("""
+        import torch
+
+        def fn(logits, labels, counts):
+            # every member's own row: the hidden SynOps differ across members, the input's do not
+            assert sorted(counts) == ["rate_layer0", "rate_layer1", "synops", "synops_hidden", "synops_layer0",
+                                      "synops_layer1"]
+            assert counts["synops_hidden"].shape == (len(logits),)
+            return -counts["synops_hidden"]
+    """))
+    train_run(module_config(tmp_path, fitness=f"{fitness}:fn"), tmp_path / "run", progress=False)
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["fitness_mean"] == pytest.approx(-first["synops_hidden"], rel=1e-6)

@@ -4,8 +4,9 @@ Contract: FACTORY() returns a torch.nn.Module that maps frames (T, B, 2, H, W) (
 bin per step) to logits (B, classes), looping over time itself as snnTorch tutorials do. The
 Trainer sees it through ModuleNet (the .params/.logits/.load_parameters/.num_parameters/.device
 of spikeroll's own network); ES runs through EGGROLL's population forward (ModuleEvaluator) and
-the same ESEstimator, noise and update as the built-in network; BPTT through the module's own
-autograd (snnTorch's surrogate gradient).
+the same ESEstimator, noise and update as the built-in network, scored by the run's objective
+(SynOps counted at the module's Linear/Conv calls when it needs them: spikeroll.modules.counting);
+BPTT through the module's own autograd (snnTorch's surrogate gradient).
 """
 
 from __future__ import annotations
