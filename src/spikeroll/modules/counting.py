@@ -127,7 +127,7 @@ def _weighted_sum(ax: torch.Tensor, fan: torch.Tensor | int, groups: int) -> tor
     float64, and the products in the input's float type only while they stay exact there."""
     if isinstance(fan, int):
         return ax.reshape(groups, -1).sum(1, dtype=torch.float64).cpu() * fan
-    exact = ax.dtype == torch.float64 or (ax.dtype == torch.float32 and float(ax.max()) * float(fan.max())
-                                          < FLOAT32_EXACT)
+    largest = float(ax.max()) * float(fan.max()) if ax.numel() else 0.0
+    exact = ax.dtype == torch.float64 or (ax.dtype == torch.float32 and largest < FLOAT32_EXACT)
     product = ax * fan.to(ax.dtype) if exact else ax.double() * fan
     return product.reshape(groups, -1).sum(1, dtype=torch.float64).cpu()
