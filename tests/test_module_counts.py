@@ -269,3 +269,22 @@ def test_a_fitness_function_gets_the_module_counts(tmp_path):
     train_run(module_config(tmp_path, fitness=f"{fitness}:fn"), tmp_path / "run", progress=False)
     first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert first["fitness_mean"] == pytest.approx(-first["synops_hidden"], rel=1e-6)
+
+
+def test_workers_count_a_module_run_as_one_process_does(tmp_path):
+    """--objective synops with --model on Ray workers: the same parameters and SynOps metrics."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    try:
+        for name, extra in [("one", {}), ("ray", {"workers": 2, "threads_per_worker": 1})]:
+            train_run(module_config(tmp_path, objective="synops", chunk_pairs=2, **extra), tmp_path / name,
+                      progress=False)
+    finally:
+        ray.shutdown()
+    runs = [torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)["params"] for name in ("one", "ray")]
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
+    records = [[json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+               for name in ("one", "ray")]
+    for a, b in zip(*records, strict=True):
+        assert a["synops"] == b["synops"] and a["rate_layer1"] == b["rate_layer1"]
