@@ -384,7 +384,6 @@ def objective_checks(cfg: TrainConfig) -> list[tuple[bool, str]]:
          f"early_confidence={cfg.early_confidence} must be in (0, 1]; try --early-confidence 0.9"),
         (cfg.objective != "early" or (cfg.neuron == "lif" and not cfg.model and not cfg.fitness),
          "--objective early needs the float LIF network (--neuron lif, no --model, no --fitness)"),
-        (default or not cfg.model, "--model networks count no spikes yet: use --objective ce without --fitness"),
         (default or cfg.strategy != "bptt", "--strategy bptt trains on the cross-entropy (--objective and --fitness "
          "apply to eggroll, openes and egg); to trade accuracy for SynOps with BPTT use --rate-weight λ"),
         *rate_checks(cfg),

@@ -1,14 +1,16 @@
 """Objectives: what a member's fitness is (`--objective`, `--fitness FILE.py:FN`; docs/energy.md).
 
 An objective maps the population's logits (N, B, classes), the minibatch labels (B,) and the
-forward's spike counts (`spikeroll.nets.counts.SpikeCounts`, per member) to fitness (N,), which
+forward's spike counts (`spikeroll.nets.counts`: SpikeCounts of the built-in networks, ModuleCounts
+of a --model module; per member) to fitness (N,), which
 ES maximises, and the members' minibatch accuracy (N,). Fitness is a scalar per member, so it need
 not be differentiable: a SynOp count or a budget is as good an objective as the cross-entropy.
 
     ce        −cross-entropy at the temperature (the default; `fitness.member_fitness`, unchanged)
     accuracy  the member's minibatch accuracy
     synops    −CE − λ·synops / reference, reference = the SynOps per inference of the same network
-              with every input and neuron firing in every bin (`counts.all_firing_synops`): a fixed
+              with every input and neuron firing in every bin (`counts.all_firing_synops`; for a
+              --model module every counted layer input at 1, `ModuleCounts.reference`): a fixed
               number of the architecture, so λ reads the same across networks and resumes, and does
               not drift with the run's own state
     budget    −CE − λ·max(0, synops − S) / S: free below the budget S, then a penalty in units of
@@ -36,7 +38,7 @@ import torch
 from spikeroll.config import OBJECTIVES
 from spikeroll.errors import SpikerollError
 from spikeroll.es.fitness import member_fitness
-from spikeroll.nets.counts import SpikeCounts, all_firing_synops
+from spikeroll.nets.counts import Counts, SpikeCounts
 from spikeroll.nets.model import decide_early
 from spikeroll.userfile import import_named
 
@@ -67,13 +69,13 @@ class Objective:
         self.needs_counts = self.name in ("synops", "budget", "custom", "early")
         self.needs_bins = self.name == "early"  # logits per time bin and input events per bin
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, counts: SpikeCounts | None = None,
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, counts: Counts | None = None,
                  events: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(fitness, accuracy) of every member, each (N,) on the logits' device. With `needs_bins`,
         logits are the logits so far (N, B, T, classes) and `events` the input events per bin (B, T)."""
         if self.needs_counts and counts is None:
-            raise SpikerollError(f"objective {self.name!r} needs spike counts, which this network does not "
-                                 "report (the --model path counts nothing yet); use --objective ce")
+            raise SpikerollError(f"objective {self.name!r} needs spike counts, which this forward did not "
+                                 "report; count them (counts=[...]) or use --objective ce")
         if self.name == "custom":
             return self._custom(logits, labels, counts), (logits.argmax(-1) == labels).float().mean(1)
         if self.name == "early":
@@ -85,7 +87,7 @@ class Objective:
             return acc.clone(), acc
         synops = counts.synops().to(fitness.device)
         if self.name == "synops":
-            penalty = self.weight * synops / all_firing_synops(counts.sizes, counts.time_bins)
+            penalty = self.weight * synops / counts.reference()
         else:  # budget
             penalty = self.weight * torch.clamp(synops - self.budget, min=0.0) / self.budget
         return (fitness.double() - penalty).to(fitness.dtype), acc
@@ -95,10 +97,10 @@ class Objective:
         fitness, acc = member_fitness(decided, labels, self.temperature)
         read = events.to(stop.device).cumsum(1)  # (B, T): input events up to and including each bin
         spent = read.expand(stop.shape[0], -1, -1).gather(2, stop[..., None])[..., 0]  # (N, B)
-        penalty = self.weight * spent.mean(1) * counts.sizes[1] / all_firing_synops(counts.sizes, counts.time_bins)
+        penalty = self.weight * spent.mean(1) * counts.sizes[1] / counts.reference()
         return (fitness.double() - penalty).to(fitness.dtype), acc
 
-    def _custom(self, logits, labels, counts: SpikeCounts) -> torch.Tensor:
+    def _custom(self, logits, labels, counts: Counts) -> torch.Tensor:
         n = logits.shape[0]
         try:
             value = self.fitness(logits, labels, counts.per_member())

@@ -33,6 +33,7 @@ from torch import nn
 from spikeroll.errors import SpikerollError
 from spikeroll.es.strategies import EvolutionStrategy, noise_scale, shape_fitness
 from spikeroll.modules import checks, neurons
+from spikeroll.modules.counting import Counter, countable
 from spikeroll.modules.fused import applies as fusable
 from spikeroll.modules.layers import (
     LAYERS,
@@ -88,6 +89,7 @@ class EGGROLL:
         self.generation, self._probe = 0, check
         self.fused = fused  # fused CPU kernels: shared layers' expansion, snnTorch Leaky (modules.neurons)
         self._fast_neurons = neurons.fast_forwards(model) if fused else {}
+        self._fan_outs: dict = {}  # conv fan-out maps of counting (modules.counting), kept across forwards
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # deduplicated, stable order
         self.names, self.params = [n for n, _ in named], [p for _, p in named]
         self._index = {id(p): i for i, p in enumerate(self.params)}
@@ -113,14 +115,19 @@ class EGGROLL:
         return self.strategy.rank
 
     # ---- population forward -------------------------------------------------------------
-    def population_forward(self, *args, pairs: range | None = None, **kwargs):
+    def population_forward(self, *args, pairs: range | None = None, counts: list | None = None, **kwargs):
         """Run every member (or those of `pairs`) on the same inputs; each output tensor gets a
-        leading member axis: (N, ...) with the rest as the model returns it for B samples."""
+        leading member axis: (N, ...) with the rest as the model returns it for B samples.
+        With `counts` (a list), the members' SynOps are counted at every Linear/Conv call
+        (spikeroll.modules.counting) and a `ModuleCounts` of them is appended to it."""
         pairs = range(self.strategy.pairs) if pairs is None else pairs
         chunk = self.chunk_pairs or len(pairs)
         memos = [SharedOutputs(m) for _, m in self._layers] if self.fused and len(pairs) > chunk else []
-        outs = [self._forward_pairs(range(s, min(s + chunk, pairs.stop)), args, kwargs, memos)
+        found = None if counts is None else []
+        outs = [self._forward_pairs(range(s, min(s + chunk, pairs.stop)), args, kwargs, memos, found)
                 for s in range(pairs.start, pairs.stop, chunk)]
+        if found:
+            counts.append(type(found[0]).cat(found))
         return _tree(lambda *ts: torch.cat(ts), *outs)
 
     def _scaled_noise(self, pairs: range) -> dict[int, tuple]:
@@ -133,10 +140,13 @@ class EGGROLL:
                 noise[id(p)] = (raw[0].reshape(len(pairs), *p.shape) * self.sigma,)
         return noise
 
-    def _forward_pairs(self, pairs: range, args, kwargs, memos=()):
+    def _forward_pairs(self, pairs: range, args, kwargs, memos=(), counts: list | None = None):
         ctx = _Pass(len(pairs), self._scaled_noise(pairs))
         before = [(id(p), p._version) for p in self.model.parameters()]
-        handles = [m.register_forward_hook(self._layer_hook(ctx, name)) for name, m in self._layers]
+        counter = None if counts is None else Counter(countable(self.model), ctx.members, self._fan_outs)
+        handles = [] if counter is None else [m.register_forward_hook(_count_hook(ctx, counter, name))
+                                              for name, m in counter.layers]
+        handles += [m.register_forward_hook(self._layer_hook(ctx, name)) for name, m in self._layers]
         for name, m, own in self._owners:
             handles.append(m.register_forward_pre_hook(self._owner_pre_hook(ctx, name, own), with_kwargs=True))
             handles.append(m.register_forward_hook(lambda module, *_, ctx=ctx: _restore(ctx, module)))
@@ -162,6 +172,8 @@ class EGGROLL:
             _restore(ctx)
         self._check_after(ctx, before)
         axis, out = _split_members(out, ctx.members, ctx.batch)
+        if counter is not None:
+            counts.append(counter.result())
         if self._probe:
             self._probe = False
             self._check_samples(args, ctx.batch, axis)
@@ -255,6 +267,13 @@ class EGGROLL:
     def load_state_dict(self, state: dict) -> None:
         """Restore the generation and σ that `state_dict` saved."""
         self.generation, self.sigma = int(state["generation"]), float(state["sigma"])
+
+
+def _count_hook(ctx: _Pass, counter: Counter, name: str):
+    """A forward hook that only reads the layer's input: counting changes no computed value."""
+    def hook(module, args, y):
+        counter.record(module, args[0], ctx.shared(name, module, args[0]))
+    return hook
 
 
 def _restore(ctx: _Pass, only: nn.Module | None = None) -> None:

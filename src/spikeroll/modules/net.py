@@ -4,8 +4,9 @@ Contract: FACTORY() returns a torch.nn.Module that maps frames (T, B, 2, H, W) (
 bin per step) to logits (B, classes), looping over time itself as snnTorch tutorials do. The
 Trainer sees it through ModuleNet (the .params/.logits/.load_parameters/.num_parameters/.device
 of spikeroll's own network); ES runs through EGGROLL's population forward (ModuleEvaluator) and
-the same ESEstimator, noise and update as the built-in network; BPTT through the module's own
-autograd (snnTorch's surrogate gradient).
+the same ESEstimator, noise and update as the built-in network, scored by the run's objective
+(SynOps counted at the module's Linear/Conv calls when it needs them: spikeroll.modules.counting);
+BPTT through the module's own autograd (snnTorch's surrogate gradient).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from torch import nn
 
 from spikeroll.errors import SpikerollError
 from spikeroll.es.evaluators import BaseEvaluator
-from spikeroll.es.fitness import member_fitness
+from spikeroll.es.objectives import Objective, objective_from_config
 from spikeroll.memory import keep_freed_memory
 from spikeroll.modules.checks import reset_state
+from spikeroll.modules.counting import count_plain, countable, hooked
 from spikeroll.modules.es import EGGROLL
 from spikeroll.nets.model import ParameterHolder
 from spikeroll.userfile import import_named, raised
@@ -46,7 +48,10 @@ def load_factory(spec: str) -> nn.Module:
 class ModuleNet(ParameterHolder):
     """A user's module with the interface the Trainer, checkpoints and evaluation expect."""
 
+    counts_spikes = True  # its logits take counts= (SynOps at its Linear/Conv calls, spikeroll.modules.counting)
+
     def __init__(self, module: nn.Module, in_features: int, classes: int, device):
+        self._fan_outs: dict = {}  # conv fan-out maps of counting, kept across evaluation passes
         self.module = module.to(device).eval()  # ES needs no train mode (dropout/batchnorm: see checks)
         self.params = {n: p for n, p in module.named_parameters() if p.requires_grad}
         self.sizes = [in_features, classes]  # what checkpoints record and init_from compares
@@ -80,23 +85,56 @@ class ModuleNet(ParameterHolder):
         """frames (B, T, ...) as the Trainer stores them -> (T, B, ...) float, the contract's layout."""
         return frames.transpose(0, 1).to(self.device, torch.float32)
 
-    def logits(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, ...) -> the module's logits (B, classes), its state reset first."""
-        reset_state(self.module)
-        out = self.module(self.inputs(frames))
+    def logits(self, frames: torch.Tensor, counts: list | None = None) -> torch.Tensor:
+        """frames (B, T, ...) -> the module's logits (B, classes), its state reset first. With
+        `counts` (a list), a ModuleCounts of the forward's SynOps is appended to it."""
+        inputs = self.inputs(frames)
+        calls = None if counts is None else self._input_calls(inputs)
+        if calls is None:
+            out = self._forward(inputs)
+        else:
+            out, found = count_plain(self.module, lambda: self._forward(inputs), calls, self._fan_outs)
+            counts.append(found)
         if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != self.classes:
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise SpikerollError(f"--model returned {shape}; the contract is logits (B, {self.classes}) "
                                  "for frames (T, B, 2, H, W)")
         return out
 
+    def _forward(self, inputs: torch.Tensor):
+        reset_state(self.module)
+        return self.module(inputs)
+
+    def _input_calls(self, inputs: torch.Tensor) -> dict[int, list[bool]] | None:
+        """Per Linear/Conv layer (its id) and call: whether a population forward gives it the shared
+        minibatch (1 row, not 2), found by one of one sample and one pair; None (nothing is
+        counted) for a module that cannot run one (modules EGGROLL refuses, trained by BPTT)."""
+        calls: dict[int, list[bool]] = {}
+        note = lambda m, args, y: calls.setdefault(id(m), []).append(args[0].shape[0] == 1)  # noqa: E731
+        try:
+            es = EGGROLL(self.module, population=2, check=False, fused=False)
+            with hooked(countable(self.module), note):
+                es.population_forward(inputs[:, :1])
+        except SpikerollError:
+            return None
+        return calls
+
 
 class ModuleEvaluator(BaseEvaluator):
-    """The population's fitness from EGGROLL's one-batch population forward of the user's module."""
+    """The population's fitness from EGGROLL's one-batch population forward of the user's module.
 
-    def __init__(self, net: ModuleNet, es: EGGROLL, temperature: float, chunk_pairs: int | None = None):
-        self.net, self.es, self.temperature, self.chunk_pairs = net, es, temperature, chunk_pairs
+    Fitness is `objective`'s (spikeroll.es.objectives). When it needs counts (synops, budget, a
+    fitness function) or `count` is True, the population forward counts every member's SynOps
+    (spikeroll.modules.counting), and `metrics()` gives the population's means; the default
+    objective does not count, so its forward is the one without counting.
+    """
+
+    def __init__(self, net: ModuleNet, es: EGGROLL, objective: Objective, chunk_pairs: int | None = None,
+                 count: bool = False):
+        self.net, self.es, self.objective, self.chunk_pairs = net, es, objective, chunk_pairs
         self.strategy = es.strategy
+        self.count = count or objective.needs_counts
+        self._metrics: dict = {}
 
     def unit_pairs(self, batch: int) -> int:
         """--chunk-pairs, else UNIT_SAMPLES rows (members x minibatch) at once: units of that size
@@ -109,27 +147,42 @@ class ModuleEvaluator(BaseEvaluator):
         return None
 
     @torch.no_grad()
-    def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range, shared=None):
-        """Fitness and accuracy of the 2·len(pairs) members of one work unit (`shared` is unused)."""
+    def unit_fitness(self, generation: int, sigma: float, frames, labels, pairs: range, shared=None,
+                     counts: list | None = None):
+        """Fitness and accuracy of the 2·len(pairs) members of one work unit (`shared` is unused).
+        When this evaluator counts, `counts` (a list) gets the unit's ModuleCounts."""
         self.es.generation, self.es.sigma = generation, sigma
         self.es.chunk_pairs = self.unit_pairs(len(labels))
-        logits = self.es.population_forward(self.net.inputs(frames), pairs=pairs)
-        fitness, acc = member_fitness(logits, labels.to(logits.device), self.temperature)
+        found = [] if self.count else None
+        logits = self.es.population_forward(self.net.inputs(frames), pairs=pairs, counts=found)
+        unit_counts = found[0] if found else None
+        if counts is not None and unit_counts is not None:
+            counts.append(unit_counts)
+        fitness, acc = self.objective(logits, labels.to(logits.device), unit_counts)
         return fitness.cpu(), acc.cpu()
 
     def population_fitness(self, generation: int, sigma: float, frames, labels):
         """Fitness and accuracy of every member (N,), on the CPU."""
-        return self.unit_fitness(generation, sigma, frames, labels, range(self.strategy.pairs))
+        found: list = []
+        result = self.unit_fitness(generation, sigma, frames, labels, range(self.strategy.pairs), counts=found)
+        self._metrics = found[0].summary() if found else {}
+        return result
+
+    def metrics(self) -> dict:
+        """The last generation's population means (synops, synops_hidden, rate_layer{i}); empty
+        when nothing was counted."""
+        return dict(self._metrics)
 
 
-def module_evaluator(cfg, net: ModuleNet) -> ModuleEvaluator:
+def module_evaluator(cfg, net: ModuleNet, fitness=None) -> ModuleEvaluator:
     """The evaluator of a --model run (eggroll, or openes: full rank); `spikeroll.training.estimator.build_estimator`
     hands it to the same ESEstimator as the built-in network's (or to Ray workers, in units of
-    --chunk-pairs pairs)."""
+    --chunk-pairs pairs). Its objective is the run's (`objective_from_config`; `fitness` a
+    callable that replaces it)."""
     if cfg.strategy not in ("eggroll", "openes"):
         raise SpikerollError(f"--model trains with eggroll, openes or bptt, not {cfg.strategy!r}")
     rank = cfg.rank if cfg.strategy == "eggroll" else None
     keep_freed_memory()  # the population's per-step tensors are reused, not faulted back in (spikeroll.memory)
     es = EGGROLL(net.module, population=cfg.population, rank=rank, sigma=cfg.sigma, seed=cfg.seed,
                  shaping=cfg.shaping, chunk_pairs=cfg.chunk_pairs)
-    return ModuleEvaluator(net, es, cfg.temperature, cfg.chunk_pairs)
+    return ModuleEvaluator(net, es, objective_from_config(cfg, fitness), cfg.chunk_pairs)

@@ -14,8 +14,14 @@ entries; pooling only merges pixels, the events stay the same). The integer
 network counts the chip's own messages: its sum-pooled input enters as graded spikes, one message
 per nonzero entry (see `spikeroll.nets.integer`).
 
-Not counted: the readout's own spikes (readout="spikes": they drive no synapse), bias additions,
-the membrane updates, and the module path (`--model`).
+Not counted: the readout's own spikes (readout="spikes": they drive no synapse), bias additions and
+the membrane updates.
+
+A user's module (`--model`, `spikeroll.modules`) is counted at its Linear/Conv calls instead
+(`ModuleCounts`, recorded by `spikeroll.modules.counting`): each integer-valued input entry x
+counts |x| events times the synapses it drives (a Linear's out_features; a conv's (output
+position, output channel) pairs that reach it). Layers called with non-integer input (an analog
+current) carry no events and are left out (`ModuleCounts.uncounted`).
 """
 
 from __future__ import annotations
@@ -25,8 +31,28 @@ from dataclasses import dataclass
 import torch
 
 
+class Counts:
+    """What both kinds of counts share: the interface the objectives and the metrics read
+    (members, synops_hidden, synops_input, reference, per_member, rates)."""
+
+    def synops(self) -> torch.Tensor:
+        """SynOps per inference, input events included, per member (N,) float64."""
+        return self.synops_hidden() + self.synops_input()
+
+    def summary(self, prefix: str = "") -> dict[str, float]:
+        """The members' means as flat numeric metrics: synops, synops_hidden, rate_layer{i}."""
+        values = self.per_member()
+        keys = ["synops", "synops_hidden", *(f"rate_layer{i}" for i in range(len(self.rates())))]
+        return {f"{prefix}{k}": float(values[k].mean()) for k in keys}
+
+    def nbytes(self) -> int:
+        """Bytes of the per-member tensors: what a Ray worker sends back with a unit's fitness."""
+        lists = [v for v in vars(self).values() if isinstance(v, list)]
+        return sum(t.nbytes for values in lists for t in values if isinstance(t, torch.Tensor))
+
+
 @dataclass
-class SpikeCounts:
+class SpikeCounts(Counts):
     """Counts of one forward over a minibatch, per population member.
 
     input_events  total input events of the minibatch (shared by every member)
@@ -47,6 +73,14 @@ class SpikeCounts:
         spikes = [torch.cat([p.spikes[i] for p in parts]) for i in range(len(first.spikes))]
         return SpikeCounts(first.input_events, spikes, first.sizes, first.time_bins, first.samples)
 
+    @staticmethod
+    def merge_samples(parts: list[SpikeCounts]) -> SpikeCounts:
+        """The counts of consecutive minibatches of the same members as one (samples added up)."""
+        first = parts[0]
+        spikes = [sum(p.spikes[i] for p in parts) for i in range(len(first.spikes))]
+        return SpikeCounts(sum(p.input_events for p in parts), spikes, first.sizes, first.time_bins,
+                           sum(p.samples for p in parts))
+
     @property
     def members(self) -> int:
         """N, the members counted."""
@@ -63,9 +97,9 @@ class SpikeCounts:
         """SynOps per inference of the input events (the same for every member)."""
         return self.input_events * self.sizes[1] / self.samples
 
-    def synops(self) -> torch.Tensor:
-        """SynOps per inference, input events included, per member (N,) float64."""
-        return self.synops_hidden() + self.synops_input()
+    def reference(self) -> float:
+        """The synops objective's reference: the all-firing SynOps per inference of the architecture."""
+        return all_firing_synops(self.sizes, self.time_bins)
 
     def rates(self) -> list[torch.Tensor]:
         """Firing rate of each hidden layer per member: spikes / (neurons·T·samples), (N,) float64."""
@@ -83,11 +117,94 @@ class SpikeCounts:
             out[f"rate_layer{i}"] = rate
         return out
 
-    def summary(self, prefix: str = "") -> dict[str, float]:
-        """The members' means as flat numeric metrics: synops, synops_hidden, rate_layer{i}."""
-        values = self.per_member()
-        keys = ["synops", "synops_hidden", *(f"rate_layer{i}" for i in range(len(self.spikes)))]
-        return {f"{prefix}{k}": float(values[k].mean()) for k in keys}
+
+
+@dataclass
+class ModuleCounts(Counts):
+    """Counts of a user's module's forward over a minibatch, per population member: one entry per
+    Linear/Conv layer the forward called, in the model's order (`spikeroll.modules.counting`).
+
+    names          the layers' names in the model
+    shared_synops  SynOps of its calls whose input was the shared minibatch (the same for every
+                   member and not changed by training: the input's SynOps)
+    member_synops  SynOps of its calls with a per-member input (the network's own spikes), (N,) float64
+    events         Σ x over its input entries and calls, (N,) float64; entries: their number per member
+    capacity       the SynOps if every input entry of every call were 1 (the objective's reference)
+    integer        whether every call's input was integer-valued: False for an analog current, which
+                   carries no events, so the layer is left out of every count (`uncounted`)
+    samples        B; every total above is over the minibatch, the methods give them per inference
+    """
+
+    names: list[str]
+    shared_synops: list[float]
+    member_synops: list[torch.Tensor]
+    events: list[torch.Tensor]
+    entries: list[int]
+    capacity: list[float]
+    integer: list[bool]
+    samples: int
+
+    @staticmethod
+    def cat(parts: list[ModuleCounts]) -> ModuleCounts:
+        """The counts of consecutive member chunks as one (members concatenated)."""
+        first = parts[0]
+        joined = [[torch.cat(t) for t in zip(*(getattr(p, key) for p in parts))]
+                  for key in ("member_synops", "events")]
+        integer = [all(flags) for flags in zip(*(p.integer for p in parts))]
+        return ModuleCounts(first.names, first.shared_synops, *joined, first.entries, first.capacity, integer,
+                            first.samples)
+
+    @staticmethod
+    def merge_samples(parts: list[ModuleCounts]) -> ModuleCounts:
+        """The counts of consecutive minibatches of the same members as one (samples added up)."""
+        first = parts[0]
+        summed = [[sum(values) for values in zip(*(getattr(p, key) for p in parts))]
+                  for key in ("shared_synops", "member_synops", "events", "entries", "capacity")]
+        integer = [all(flags) for flags in zip(*(p.integer for p in parts))]
+        return ModuleCounts(first.names, *summed, integer, sum(p.samples for p in parts))
+
+    @property
+    def members(self) -> int:
+        """N, the members counted."""
+        return len(self.events[0]) if self.events else 1
+
+    def counted(self) -> list[int]:
+        """Indices of the layers whose input carried events (integer-valued in every call)."""
+        return [i for i, ok in enumerate(self.integer) if ok]
+
+    def uncounted(self) -> list[str]:
+        """Names of the layers left out: called with non-integer input (an analog current)."""
+        return [name for name, ok in zip(self.names, self.integer) if not ok]
+
+    def synops_hidden(self) -> torch.Tensor:
+        """SynOps per inference of the network's own spikes (per-member inputs), per member (N,) float64."""
+        total = torch.zeros(self.members, dtype=torch.float64)
+        for i in self.counted():
+            total = total + self.member_synops[i]
+        return total / self.samples
+
+    def synops_input(self) -> float:
+        """SynOps per inference of the shared minibatch's events (the same for every member)."""
+        return sum(self.shared_synops[i] for i in self.counted()) / self.samples
+
+    def reference(self) -> float:
+        """The synops objective's reference: the SynOps per inference if every input entry of every
+        counted call were 1 (for the built-in network's widths, `all_firing_synops`)."""
+        return sum(self.capacity[i] for i in self.counted()) / self.samples
+
+    def rates(self) -> list[torch.Tensor]:
+        """Per counted layer, the mean of its input over entries and calls, per member (N,) float64."""
+        return [self.events[i] / self.entries[i] for i in self.counted()]
+
+    def per_member(self) -> dict[str, torch.Tensor]:
+        """synops, synops_hidden, and per counted layer i (in the model's order) synops_layer{i} (the
+        SynOps of the events entering it) and rate_layer{i}, each (N,) float64."""
+        out = {"synops": self.synops(), "synops_hidden": self.synops_hidden()}
+        for j, i in enumerate(self.counted()):
+            out[f"synops_layer{j}"] = (self.member_synops[i] + self.shared_synops[i]) / self.samples
+        for j, rate in enumerate(self.rates()):
+            out[f"rate_layer{j}"] = rate
+        return out
 
 
 def bin_events(frames: torch.Tensor) -> torch.Tensor:

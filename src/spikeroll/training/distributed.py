@@ -75,7 +75,6 @@ from spikeroll.data.splits import Split
 from spikeroll.errors import SpikerollError
 from spikeroll.es.evaluators import BaseEvaluator, LocalEvaluator, units
 from spikeroll.es.objectives import load_fitness
-from spikeroll.nets.counts import SpikeCounts
 from spikeroll.training.factories import load_data, local_evaluator, make_network
 
 EXTRA = "pip install 'spikeroll[distributed]'"
@@ -252,7 +251,7 @@ class Worker(WorkerInfo):
     @torch.no_grad()
     def evaluate(self, generation: int, sigma: float, theta: list, start: int, stop: int):
         """Fitness and accuracy (numpy, 2·(stop − start) members) of pairs start..stop, the
-        minibatch checksum, and the unit's SpikeCounts when the objective counts (else None).
+        minibatch checksum, and the unit's counts when the objective counts (else None).
         θ arrives once per generation: `theta` is [ObjectRef], fetched once."""
         import ray  # optional dependency (extra `distributed`); always there in a Ray worker
 
@@ -267,7 +266,7 @@ class Worker(WorkerInfo):
         _, frames, labels, checksum, shared = self.batch
         # one process computes the first layer's shared x·Wᵀ once for all its units; a worker does the
         # same for the units it gets, instead of once per unit (0.5 ms per pair at hidden 128)
-        found = [] if getattr(self.evaluator, "count", False) else None  # a --model module counts nothing
+        found = [] if self.evaluator.count else None
         extra = {} if found is None else {"counts": found}
         fitness, acc = self.evaluator.unit_fitness(generation, sigma, frames, labels, range(start, stop), shared,
                                                    **extra)
@@ -522,7 +521,8 @@ class RayEvaluator(RayUnits):
         run = self._run(generation, (sigma,), values, todo, expected=batch_checksum(frames, labels),
                         fitness=torch.empty(population), accuracy=torch.empty(population), counts={})
         counts = run.results["counts"]
-        self._metrics = SpikeCounts.cat([counts[u.start] for u in todo]).summary() if counts else {}
+        parts = [counts[u.start] for u in todo] if counts else []
+        self._metrics = type(parts[0]).cat(parts).summary() if parts else {}  # SpikeCounts or ModuleCounts
         return run.results["fitness"], run.results["accuracy"]
 
     def _accept(self, run: _Generation, index: int, unit: range, result) -> int:
@@ -535,7 +535,7 @@ class RayEvaluator(RayUnits):
         run.results["accuracy"].numpy()[2 * unit.start:2 * unit.stop] = a
         if counts is not None:
             run.results["counts"][unit.start] = counts
-        return f.nbytes + a.nbytes + 8 + (0 if counts is None else 8 * len(f) * len(counts.spikes))
+        return f.nbytes + a.nbytes + 8 + (0 if counts is None else counts.nbytes())
 
 
 @dataclass

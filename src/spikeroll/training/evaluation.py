@@ -6,7 +6,7 @@ import torch
 
 from spikeroll.data.augment import shift_frames, shifts
 from spikeroll.errors import SpikerollError
-from spikeroll.nets.counts import SpikeCounts, bin_events
+from spikeroll.nets.counts import bin_events
 from spikeroll.nets.model import SpikingNet, decide_early, running_readout
 
 EVAL_BATCH = 1000  # recordings per evaluation pass, fewer when their float frames pass the budget
@@ -26,7 +26,8 @@ def eval_batch(split, batch: int | None) -> int:
 @torch.no_grad()
 def accuracy_and_counts(net, split, prefix: str = "", batch: int | None = None) -> dict:
     """{prefix}accuracy of the plain network on a split, and, for networks that count spikes
-    (spikeroll.nets.counts), its SynOps per inference and firing rates on that split, in one pass:
+    (spikeroll.nets.counts; a --model module's at its Linear/Conv calls), its SynOps per inference
+    and firing rates on that split, in one pass:
     {prefix}synops, {prefix}synops_hidden, {prefix}rate_layer{i}. {} when the split is absent;
     accuracy alone (as `accuracy`) for a network that counts nothing, or under autograd."""
     if split is None or len(split.labels) == 0:
@@ -43,16 +44,8 @@ def accuracy_and_counts(net, split, prefix: str = "", batch: int | None = None) 
         parts.extend(found)
     result = {f"{prefix}accuracy": correct / len(split.labels)}
     if parts:
-        result.update(merge_samples(parts).summary(prefix))
+        result.update(type(parts[0]).merge_samples(parts).summary(prefix))  # SpikeCounts or ModuleCounts
     return result
-
-
-def merge_samples(parts: list[SpikeCounts]) -> SpikeCounts:
-    """The counts of consecutive minibatches of the same members as one (samples added up)."""
-    first = parts[0]
-    spikes = [sum(p.spikes[i] for p in parts) for i in range(len(first.spikes))]
-    return SpikeCounts(sum(p.input_events for p in parts), spikes, first.sizes, first.time_bins,
-                       sum(p.samples for p in parts))
 
 
 @torch.no_grad()

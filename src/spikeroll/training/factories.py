@@ -168,7 +168,7 @@ def local_evaluator(cfg: TrainConfig, net: Network, fitness=None) -> Evaluator:
     `fitness` is a user's fitness(logits, labels, counts) callable (the Python API's), which
     replaces cfg.objective and cfg.fitness (spikeroll.es.objectives)."""
     if cfg.model:
-        evaluator = module_evaluator(cfg, net)
+        evaluator = module_evaluator(cfg, net, fitness)
         activations = 0  # a user's module: its activations are unknown, so not counted
     else:
         strategy = EvolutionStrategy(net.params, cfg.population, None if cfg.strategy == "openes" else cfg.rank,
