@@ -70,11 +70,17 @@ class ModulePolicy(SpikingPolicy):
             out = self.es.population_forward(rows, pairs=pairs, per_member=True)
         expected = (n, e, self.net.classes) if pairs is not None else (n * e, self.net.classes)
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
-            shape = tuple(out.shape[1:] if pairs is not None else out.shape) if isinstance(out, torch.Tensor) \
-                else type(out).__name__
-            raise SpikerollError(f"--model returned {shape}; the contract is outputs (B, {self.net.classes}) for "
-                                 f"observations (B, {self.net.sizes[0]}), e.g. {EXAMPLE}")
+            raise SpikerollError(f"--model returned {_shown(out, pairs is not None)}; the contract is outputs "
+                                 f"(B, {self.net.classes}) for observations (B, {self.net.sizes[0]}), e.g. {EXAMPLE}")
         return out.reshape(n, e, -1)
+
+
+def _shown(out, population: bool) -> str:
+    """The shape the module returned for B observations, as (B, ...), or the type it returned."""
+    if not isinstance(out, torch.Tensor):
+        return type(out).__name__
+    rest = out.shape[2:] if population else out.shape[1:]
+    return "(" + ", ".join(["B", *map(str, rest)]) + ")"
 
 
 def make_module_policy(cfg, observation_space, action_space) -> ModulePolicy:
