@@ -154,6 +154,13 @@ def test_cli_run_with_the_snntorch_example_resumes_bit_identically(tmp_path, sho
     evaluated = json.loads(result.output)
     assert evaluated["mean_return"] == report["mean_return"] and evaluated["neuron"] == "module"
     assert "cannot export" in one_error_line(run("export", str(full)))
+    gif = tmp_path / "ep.gif"
+    assert "--model" in one_error_line(run("play", str(full), "--out", str(gif)))
+    pytest.importorskip("pygame")
+    pytest.importorskip("PIL")
+    result = run("play", str(full), "--out", str(gif), "--model", EXAMPLE)
+    assert result.exit_code == 0, result.output
+    assert gif.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
 
 
 def test_a_module_returning_the_wrong_shape_is_one_line(tmp_path):
