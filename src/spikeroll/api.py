@@ -15,6 +15,7 @@ from spikeroll.control.trainer import (
     is_control_run,
     load_policy,
     play,
+    refuse_module_export,
     train_control,
 )
 from spikeroll.errors import SpikerollError
@@ -30,7 +31,7 @@ from spikeroll.interop.nir import (
 from spikeroll.nets.integer import export_loihi
 from spikeroll.training.evaluation import accuracy, accuracy_and_counts, early_exit
 from spikeroll.training.factories import load_data
-from spikeroll.training.rundir import load_trained
+from spikeroll.training.rundir import load_trained, model_refusal, same_model
 from spikeroll.training.trainer import Trainer
 
 __all__ = ["control_config", "evaluate_control_run", "export_control_run", "is_control_run", "play_run",
@@ -117,6 +118,7 @@ def export_loihi_run(run_dir: str | Path, out: str | Path | None = None, *, mode
     does (observation statistics, input exponent, action rule)."""
     path = Path(out) if out else Path(run_dir) / "loihi.json"
     if is_control_run(run_dir):
+        refuse_module_export(run_dir)
         policy, conventions, metadata = _integer_control_policy(run_dir)
         export_loihi(policy.net, path, conventions, metadata)
         return path
@@ -144,6 +146,8 @@ def control_config(env: str | None, config_file: str | None, out_dir: str | Path
     saved = Path(out_dir) / "config.json" if out_dir is not None else None
     if saved is not None and saved.exists():
         values.update(ControlConfig.from_dict(read_settings(saved), source=str(saved)).to_dict())
+        if values.get("model") and not same_model(values["model"], typed.get("model")):  # resuming imports it
+            raise model_refusal(f"the run in {out_dir}", values["model"], action="resuming it")
     env = env or values.get("env")
     if not env:
         raise SpikerollError("a control run needs --env ID, e.g. --env CartPole-v1")
@@ -160,15 +164,17 @@ def train_control_run(cfg: ControlConfig, out_dir: str | Path = "runs/latest", *
     return train_control(cfg, out_dir, resume=resume, overwrite=overwrite, progress=progress)
 
 
-def evaluate_control_run(run_dir: str | Path, episodes: int = 100, weight_bits: int | None = None) -> dict:
+def evaluate_control_run(run_dir: str | Path, episodes: int = 100, weight_bits: int | None = None,
+                         model: str | None = None) -> dict:
     """A control run's mean policy over `episodes` test episodes: mean_return, std_return; with
-    `weight_bits`, its float policy quantised onto the integer Loihi policy (docs/control.md)."""
-    return {"run": str(run_dir), **evaluate_control(run_dir, episodes, weight_bits=weight_bits)}
+    `weight_bits`, its float policy quantised onto the integer Loihi policy (docs/control.md).
+    `model`: the FILE.py:FACTORY a --model run needs to be opened (it is imported)."""
+    return {"run": str(run_dir), **evaluate_control(run_dir, episodes, weight_bits=weight_bits, model=model)}
 
 
-def play_run(run_dir: str | Path, out: str | Path, seed: int = 0) -> dict:
-    """Render one episode of a control run's mean policy to a GIF (or .mp4)."""
-    return play(run_dir, out, seed=seed)
+def play_run(run_dir: str | Path, out: str | Path, seed: int = 0, model: str | None = None) -> dict:
+    """Render one episode of a control run's mean policy to a GIF (or .mp4); `model` as in evaluate_control_run."""
+    return play(run_dir, out, seed=seed, model=model)
 
 
 def export_control_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
@@ -177,6 +183,7 @@ def export_control_run(run_dir: str | Path, out: str | Path | None = None) -> Pa
     (neuron loihi) is the quantised normalised observation, its integers stored exactly, and the
     graph's metadata holds the statistics and rules that make it from a raw observation
     (`spikeroll.control.export`)."""
+    refuse_module_export(run_dir)
     cfg, policy, stats = load_policy(run_dir)
     if isinstance(policy, IntegerPolicy):
         conventions, metadata = integer_description(cfg.env, policy, stats)

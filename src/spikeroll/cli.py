@@ -42,7 +42,7 @@ TRAIN_OPTIONS = [
     ("--augment-drop", "augment_drop", float, "Drop each event bin of a training sample with this probability."),
     ("--pool", "pool", int, "Average-pool frames over pool x pool pixels before the first layer (1 = off)."),
     ("--hidden", "hidden", str, "Hidden LIF layer widths, comma-separated, e.g. 128 or 256,128."),
-    ("--model", "model", str, "Train your own torch.nn.Module instead: FILE.py:FACTORY, FACTORY() returns it. Contract: frames (T, B, 2, H, W) in, logits (B, classes) out, the module loops over time itself (docs/modules.md)."),
+    ("--model", "model", str, "Train your own torch.nn.Module instead: FILE.py:FACTORY, FACTORY() returns it. Contract: frames (T, B, 2, H, W) in, logits (B, classes) out, the module loops over time itself (docs/modules.md). With --env: FACTORY(obs_dim, action_dim), observations (B, obs_dim) in, (B, action_dim) out (docs/control.md)."),
     ("--beta", "beta", float, "Membrane decay β of every layer (v <- β·v + I)."),
     ("--threshold", "threshold", float, "Spike threshold θ."),
     ("--reset", "reset", click.Choice(RESETS), "Reset after a spike: subtract θ or set to zero."),
@@ -235,7 +235,7 @@ def evaluate(run_dir, dataset, data_dir, images, tta_shift, model, early_exit_co
 
     if is_control_run(run_dir):
         bits = None if weight_bits is None else int(weight_bits)
-        click.echo(json.dumps(evaluate_control_run(run_dir, episodes, weight_bits=bits), indent=2))
+        click.echo(json.dumps(evaluate_control_run(run_dir, episodes, weight_bits=bits, model=model), indent=2))
         return
     if weight_bits is not None:
         _fail("--weight-bits applies to a control run's eval; a classification run is quantised by training it "
@@ -279,11 +279,14 @@ def export(run_dir, out, model):
 @click.argument("run_dir", type=click.Path())
 @click.option("--out", default=None, help="A .gif (or .mp4, needs imageio-ffmpeg) [default: RUN_DIR/episode.gif].")
 @click.option("--seed", default=0, show_default=True, type=int, help="The episode's environment seed.")
-def play(run_dir, out, seed):
+@click.option("--model", default=None, metavar="FILE.py:FACTORY",
+              help="For a run trained with --model: the same FILE.py:FACTORY. Naming it confirms that the file "
+                   "may be imported and run; a run directory never does so by itself.")
+def play(run_dir, out, seed, model):
     """Render one episode of a control run's (--env) trained policy to a GIF, to watch the controller."""
     from spikeroll.api import play_run
 
-    result = play_run(run_dir, out or Path(run_dir) / "episode.gif", seed=seed)
+    result = play_run(run_dir, out or Path(run_dir) / "episode.gif", seed=seed, model=model)
     click.echo(json.dumps(result, indent=2))
 
 

@@ -49,6 +49,9 @@ class ControlConfig:
     neuron: str = "lif"  # "loihi": the integer policy on Loihi's arithmetic (control.policy.IntegerPolicy)
     weight_bits: int | None = None  # loihi: 8, 4 or 2 (ternary) bit weights
     init_from: str | None = None  # start from this control run's mean policy and observation statistics
+    # FILE.py:FACTORY: the user's nn.Module as the policy instead (control.module_policy); hidden,
+    # time_bins, beta, threshold, reset and init_gain then do not apply (the module has its own)
+    model: str | None = None
     # strategy
     strategy: str = "eggroll"
     rank: int = 1
@@ -125,7 +128,7 @@ class ControlConfig:
             (self.worker_timeout > 0,
              f"worker_timeout={self.worker_timeout} must be > 0 seconds; try --worker-timeout 60"),
         ]
-        for ok, message in checks + integer_checks(self):
+        for ok, message in checks + integer_checks(self) + model_checks(self):
             if not ok:
                 raise SpikerollError(message)
         check_population(self.population)
@@ -178,6 +181,18 @@ def integer_checks(cfg: ControlConfig) -> list[tuple[bool, str]]:
     ]
 
 
+def model_checks(cfg: ControlConfig) -> list[tuple[bool, str]]:
+    """What a --model policy does not do yet: the integer policy, Ray workers."""
+    return [
+        (not cfg.model or bool(str(cfg.model).strip()), "model must be FILE.py:FACTORY, e.g. "
+         "--model examples/snntorch_cartpole.py:make_policy"),
+        (not cfg.model or cfg.neuron == "lif", "neuron loihi is spikeroll's built-in integer policy; drop --model "
+         "or --neuron loihi"),
+        (not cfg.model or not (cfg.workers or cfg.ray_address), "a --model policy plays its rollouts in this "
+         "process; drop --workers/--ray-address"),
+    ]
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(ControlConfig)}
 _KINDS = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
           "list[int]": "a list of positive whole numbers, e.g. [32] or [64, 64]"}
@@ -211,7 +226,7 @@ def check_kinds(values: dict, source: str | None = None) -> None:
 # Settings that define the policy and the experiment: a checkpoint resumes only if they match.
 CONTROL_ARCHITECTURE_KEYS = ("env", "hidden", "time_bins", "beta", "threshold", "reset", "obs_norm", "obs_clip",
                              "neuron", "weight_bits", "strategy", "rank", "population", "episodes", "seed",
-                             "optimizer", "max_episode_steps")
+                             "optimizer", "max_episode_steps", "model")
 
 # Per-environment defaults that solve the task (docs/control.md has the measured runs); the same
 # settings ship as configs/control/<env>.toml.

@@ -113,6 +113,10 @@ class SpikingPolicy:
             self.low = torch.as_tensor(np.asarray(low, dtype=np.float32))
             self.high = torch.as_tensor(np.asarray(high, dtype=np.float32))
 
+    def ask(self, strategy, generation: int, pairs: range, sigma: float) -> list[LayerNoise]:
+        """The noise of the members of `pairs` that `rollout` takes (the strategy's per-layer noise)."""
+        return strategy.ask(generation, pairs, sigma)
+
     def prepare(self, noise: list[LayerNoise] | None) -> list[tuple] | None:
         """What `outputs` reuses at every step of a rollout with this noise (`member_factors`)."""
         return None if noise is None else member_factors(noise)
@@ -224,7 +228,12 @@ def integer_policy(policy: SpikingPolicy, weight_bits: int, obs_clip: float) -> 
 
 def make_policy(cfg, observation_space, action_space) -> SpikingPolicy:
     """The policy a ControlConfig describes for an env's spaces (parameters initialised from cfg.seed):
-    float LIF (neuron = "lif") or the integer Loihi policy (neuron = "loihi")."""
+    float LIF (neuron = "lif"), the integer Loihi policy (neuron = "loihi") or the user's module
+    (cfg.model, `control.module_policy`)."""
+    if cfg.model:
+        from spikeroll.control.module_policy import make_module_policy  # it builds on this module
+
+        return make_module_policy(cfg, observation_space, action_space)
     n_obs, n_out = space_sizes(observation_space, action_space)
     sizes = [n_obs, *cfg.hidden, n_out]
     box = None if is_discrete(action_space) else (action_space.low, action_space.high)

@@ -122,7 +122,7 @@ class RolloutEvaluator(BaseEvaluator):
             if self.batch is not None:
                 self.batch.close()
             self.batch = EnvBatch(self.env_id, members * len(seeds), self.max_episode_steps)
-        noise = self.strategy.ask(generation, range(self.strategy.pairs), sigma)
+        noise = self.policy.ask(self.strategy, generation, range(self.strategy.pairs), sigma)
         self.stats.freeze()
         try:
             return self.accept(rollout(self.policy, self.batch, self.stats, seeds, members, noise))

@@ -33,6 +33,7 @@ from spikeroll.control.envs import (
     make_env,
     validation_seeds,
 )
+from spikeroll.control.module_policy import ModulePolicy
 from spikeroll.control.policy import IntegerPolicy, ObsStats, SpikingPolicy, integer_policy, make_policy
 from spikeroll.control.remote import RolloutRayEvaluator
 from spikeroll.control.rollout import RolloutEvaluator, evaluate_policy, rollout
@@ -43,7 +44,7 @@ from spikeroll.es.strategies import EvolutionStrategy
 from spikeroll.nets.kernels import numba_threads
 from spikeroll.nets.model import SpikingNet
 from spikeroll.training.factories import make_optimizer
-from spikeroll.training.rundir import CHECKPOINT, CONFIG, check_params, check_tensors, read_state
+from spikeroll.training.rundir import CHECKPOINT, CONFIG, check_params, check_tensors, model_refusal, read_state
 from spikeroll.training.runfiles import RunFiles
 
 FORMAT = "spikeroll-control/1"  # the checkpoint layout ControlTrainer.checkpoint writes
@@ -68,8 +69,7 @@ class ControlTrainer:
         probe.close()
         self.net = self.policy.net
         self.stats = ObsStats(self.net.sizes[0], cfg.obs_norm, cfg.obs_clip)
-        self.strategy = EvolutionStrategy(self.net.params, cfg.population,
-                                          None if cfg.strategy == "openes" else cfg.rank, cfg.seed)
+        self.strategy = policy_strategy(cfg, self.policy)
         self.evaluator = RolloutEvaluator(self.policy, self.strategy, self.stats, cfg.env, cfg.max_episode_steps,
                                           fitness_fn)
         evaluator = self.evaluator  # rollouts in this process, or the same units on Ray workers (control.remote)
@@ -108,7 +108,7 @@ class ControlTrainer:
     def _start_from(self, run_dir: Path) -> None:
         """Start from another control run's mean policy and observation statistics (`init_from`), e.g.
         a float run's, whose policy this run then trains as the integer policy."""
-        start_cfg, policy, stats = load_policy(run_dir)
+        start_cfg, policy, stats = load_policy(run_dir, model=self.cfg.model)
         if start_cfg.env != self.cfg.env or policy.net.sizes != self.net.sizes:
             raise SpikerollError(f"init_from {run_dir} holds a {start_cfg.env} policy of sizes {policy.net.sizes}, "
                                  f"this run's is {self.cfg.env} {self.net.sizes}; pass a run of the same env "
@@ -255,13 +255,30 @@ def load_control_checkpoint(path: Path) -> dict:
     return state
 
 
-def load_policy(run_dir: str | Path) -> tuple[ControlConfig, SpikingPolicy, ObsStats]:
-    """The config, mean policy and observation statistics saved in a control run directory."""
+def policy_strategy(cfg: ControlConfig, policy: SpikingPolicy) -> EvolutionStrategy:
+    """The strategy whose noise the policy's members run and whose update the estimator takes: a
+    --model policy's EGGROLL's own (its layers' matrix shapes), else one over the SpikingNet."""
+    if isinstance(policy, ModulePolicy):
+        return policy.es.strategy
+    return EvolutionStrategy(policy.net.params, cfg.population, None if cfg.strategy == "openes" else cfg.rank,
+                             cfg.seed)
+
+
+def load_policy(run_dir: str | Path, model: str | None = None) -> tuple[ControlConfig, SpikingPolicy, ObsStats]:
+    """The config, mean policy and observation statistics saved in a control run directory. A run
+    trained with --model is rebuilt only from a `model` the caller names (importing it runs its
+    code), as classification's `load_trained`."""
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise SpikerollError(f"{run_dir} holds no {CHECKPOINT}; pass the --out directory of a control run")
     state = load_control_checkpoint(path)
     cfg = ControlConfig.from_dict(state["config"])
+    if cfg.model:
+        if model is None:
+            raise model_refusal(str(run_dir), cfg.model)
+        cfg.model = model
+    elif model is not None:
+        raise SpikerollError(f"{run_dir} holds spikeroll's built-in policy, not a --model module; drop --model")
     probe = make_env(cfg.env)
     policy = make_policy(cfg, probe.observation_space, probe.action_space)
     probe.close()
@@ -309,6 +326,24 @@ def is_control_run(run_dir: str | Path) -> bool:
     return isinstance(values, dict) and "env" in values and "dataset" not in values
 
 
+def control_model(run_dir: str | Path) -> str | None:
+    """The --model FILE.py:FACTORY a control run was trained with (from its config.json), or None;
+    read without importing anything, so that commands that cannot use a module refuse it first."""
+    try:
+        values = json.loads((Path(run_dir) / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+    model = values.get("model") if isinstance(values, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def refuse_module_export(run_dir: str | Path) -> None:
+    """Export writes spikeroll's own networks (NIR, Loihi parameters); a user's module is not one."""
+    if control_model(run_dir):
+        raise SpikerollError(f"{run_dir} holds a --model policy (your own nn.Module), which spikeroll cannot export; "
+                             "save it with torch.save(module.state_dict()) from the checkpoint's params instead")
+
+
 def train_control(cfg: ControlConfig, out_dir: str | Path, resume: bool = False, overwrite: bool = False,
                   progress: bool = True, max_seconds: float | None = None,
                   fitness_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> dict:
@@ -317,27 +352,32 @@ def train_control(cfg: ControlConfig, out_dir: str | Path, resume: bool = False,
     return trainer.run(progress=progress, max_seconds=max_seconds)
 
 
-def evaluate_control(run_dir: str | Path, episodes: int = 100, weight_bits: int | None = None) -> dict:
+def evaluate_control(run_dir: str | Path, episodes: int = 100, weight_bits: int | None = None,
+                     model: str | None = None) -> dict:
     """Mean and std of the return of a run's mean policy over `episodes` test episodes (the report's seeds).
     `weight_bits` (8, 4, 2) evaluates a float run's policy quantised onto the integer Loihi policy
     (post-training quantisation, `policy.integer_policy`) instead."""
     if not isinstance(episodes, int) or episodes < 1:
         raise SpikerollError(f"episodes={episodes!r} must be a whole number >= 1; try --episodes 100")
-    cfg, policy, stats = load_policy(run_dir)
+    if weight_bits is not None and control_model(run_dir):
+        raise SpikerollError("--weight-bits quantises spikeroll's built-in policy; evaluate a --model policy "
+                             "without it")
+    cfg, policy, stats = load_policy(run_dir, model=model)
     if weight_bits is not None:
         policy = integer_policy(policy, weight_bits, cfg.obs_clip)
     with compute_threads(cfg.threads):
         result = evaluate_policy(policy, stats, cfg.env, evaluation_seeds(episodes))
-    neuron = "loihi" if isinstance(policy, IntegerPolicy) else "lif"
+    neuron = "loihi" if isinstance(policy, IntegerPolicy) else "module" if cfg.model else "lif"
     return {"env": cfg.env, "mean_return": float(result.returns.mean()), "std_return": float(result.returns.std()),
             "episodes": episodes, "env_steps": result.env_steps, "neuron": neuron,
             "weight_bits": policy.net.bits if neuron == "loihi" else None}
 
 
-def play(run_dir: str | Path, out_path: str | Path, seed: int = 0, fps: int | None = None) -> dict:
+def play(run_dir: str | Path, out_path: str | Path, seed: int = 0, fps: int | None = None,
+         model: str | None = None) -> dict:
     """Render one episode of a run's mean policy (render_mode="rgb_array") from `seed` into a GIF
     (Pillow) or, for .mp4, a video (imageio with imageio-ffmpeg); returns its return and length."""
-    cfg, policy, stats = load_policy(run_dir)
+    cfg, policy, stats = load_policy(run_dir, model=model)
     out_path = Path(out_path)
     if out_path.suffix.lower() not in (".gif", ".mp4"):
         raise SpikerollError(f"{out_path}: write a .gif or an .mp4")

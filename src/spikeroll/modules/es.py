@@ -51,9 +51,11 @@ from spikeroll.modules.layers import (
 class _Pass:
     """The state of one population forward over a slice of pairs."""
 
-    def __init__(self, pairs: int, noise: dict[int, tuple]):
+    def __init__(self, pairs: int, noise: dict[int, tuple], per_member_batch: int | None = None):
         self.pairs, self.members, self.noise = pairs, 2 * pairs, noise
-        self.batch: int | None = None  # B: the first hooked call's leading axis (a shared input)
+        # B: the first hooked call's leading axis (a shared input), or given when every input is per member
+        self.batch: int | None = per_member_batch
+        self.per_member = per_member_batch is not None
         self.called: set[int] = set()
         self.swapped: list[tuple[nn.Module, str, nn.Parameter]] = []
         self.cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -62,12 +64,13 @@ class _Pass:
         """Whether x (batch first) is the shared minibatch (B rows) or per member (N·B rows)."""
         if self.batch is None:
             self.batch = x.shape[0]
-        if x.dim() == 0 or x.shape[0] not in (self.batch, self.members * self.batch):
+        allowed = (self.members * self.batch,) if self.per_member else (self.batch, self.members * self.batch)
+        if x.dim() == 0 or x.shape[0] not in allowed:
             raise SpikerollError(
                 f"module {name!r} ({type(module).__name__}) got an input whose first axis has "
                 f"{x.shape[0] if x.dim() else 0} entries, neither the minibatch ({self.batch}) nor the population's "
                 f"{self.members}x{self.batch}; call layers with the batch first (once per time step, as snnTorch does)")
-        return x.shape[0] == self.batch
+        return not self.per_member and x.shape[0] == self.batch
 
 
 class EGGROLL:
@@ -115,17 +118,28 @@ class EGGROLL:
         return self.strategy.rank
 
     # ---- population forward -------------------------------------------------------------
-    def population_forward(self, *args, pairs: range | None = None, counts: list | None = None, **kwargs):
+    def population_forward(self, *args, pairs: range | None = None, counts: list | None = None,
+                           per_member: bool = False, **kwargs):
         """Run every member (or those of `pairs`) on the same inputs; each output tensor gets a
         leading member axis: (N, ...) with the rest as the model returns it for B samples.
         With `counts` (a list), the members' SynOps are counted at every Linear/Conv call
-        (spikeroll.modules.counting) and a `ModuleCounts` of them is appended to it."""
+        (spikeroll.modules.counting) and a `ModuleCounts` of them is appended to it.
+
+        `per_member=True`: the first argument already holds each member's own inputs, (N·B, ...)
+        member-major (rows m·B..(m+1)·B are member m's, for the N members of `pairs`), as in
+        control, where every member plays its own episodes; every layer then gets N·B rows."""
         pairs = range(self.strategy.pairs) if pairs is None else pairs
         chunk = self.chunk_pairs or len(pairs)
-        memos = [SharedOutputs(m) for _, m in self._layers] if self.fused and len(pairs) > chunk else []
+        shared = self.fused and len(pairs) > chunk and not per_member  # no shared product to reuse per member
+        memos = [SharedOutputs(m) for _, m in self._layers] if shared else []
         found = None if counts is None else []
-        outs = [self._forward_pairs(range(s, min(s + chunk, pairs.stop)), args, kwargs, memos, found)
-                for s in range(pairs.start, pairs.stop, chunk)]
+        slices = [range(s, min(s + chunk, pairs.stop)) for s in range(pairs.start, pairs.stop, chunk)]
+        if per_member:
+            batch = _member_batch(args, 2 * len(pairs))
+            outs = [self._forward_pairs(part, _member_rows(args, part, pairs, batch), kwargs, memos, found, batch)
+                    for part in slices]
+        else:
+            outs = [self._forward_pairs(part, args, kwargs, memos, found) for part in slices]
         if found:
             counts.append(type(found[0]).cat(found))
         return _tree(lambda *ts: torch.cat(ts), *outs)
@@ -140,8 +154,9 @@ class EGGROLL:
                 noise[id(p)] = (raw[0].reshape(len(pairs), *p.shape) * self.sigma,)
         return noise
 
-    def _forward_pairs(self, pairs: range, args, kwargs, memos=(), counts: list | None = None):
-        ctx = _Pass(len(pairs), self._scaled_noise(pairs))
+    def _forward_pairs(self, pairs: range, args, kwargs, memos=(), counts: list | None = None,
+                       per_member_batch: int | None = None):
+        ctx = _Pass(len(pairs), self._scaled_noise(pairs), per_member_batch)
         before = [(id(p), p._version) for p in self.model.parameters()]
         counter = None if counts is None else Counter(countable(self.model), ctx.members, self._fan_outs)
         handles = [] if counter is None else [m.register_forward_hook(_count_hook(ctx, counter, name))
@@ -176,7 +191,7 @@ class EGGROLL:
             counts.append(counter.result())
         if self._probe:
             self._probe = False
-            self._check_samples(args, ctx.batch, axis)
+            self._check_samples(args, ctx.members * ctx.batch if ctx.per_member else ctx.batch, axis)
         return out
 
     def _layer_hook(self, ctx: _Pass, name: str):
@@ -267,6 +282,22 @@ class EGGROLL:
     def load_state_dict(self, state: dict) -> None:
         """Restore the generation and σ that `state_dict` saved."""
         self.generation, self.sigma = int(state["generation"]), float(state["sigma"])
+
+
+def _member_batch(args, members: int) -> int:
+    """B of a per-member input (N·B, ...): its rows divided among the N members."""
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] % members or not x.shape[0]:
+        rows = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() else None
+        raise SpikerollError(f"per_member=True takes a first input of N·B rows, member-major, for the {members} "
+                             f"members; got {rows} rows")
+    return x.shape[0] // members
+
+
+def _member_rows(args, part: range, pairs: range, batch: int) -> tuple:
+    """The arguments with the first input narrowed to the rows of the members of `part` (a slice of `pairs`)."""
+    start = 2 * (part.start - pairs.start) * batch
+    return (args[0][start : start + 2 * len(part) * batch], *args[1:])
 
 
 def _count_hook(ctx: _Pass, counter: Counter, name: str):

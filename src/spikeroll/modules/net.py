@@ -29,20 +29,27 @@ from spikeroll.userfile import import_named, raised
 UNIT_SAMPLES = 8192  # members x minibatch rows per work unit when --chunk-pairs is not given
 
 
-def load_factory(spec: str) -> nn.Module:
-    """'path/to/file.py:factory' -> the module factory() returns. Importing the file or calling the
+def load_factory(spec: str, *args, example: str = "examples/snntorch_csnn.py:make_csnn") -> nn.Module:
+    """'path/to/file.py:factory' -> the module factory(*args) returns. Importing the file or calling the
     factory runs the user's code: whatever it raises becomes one line naming the file and line."""
-    factory, file = import_named(spec, "--model", "FACTORY", "examples/snntorch_csnn.py:make_csnn")
+    factory, file = import_named(spec, "--model", "FACTORY", example)
     name = str(spec).rpartition(":")[2]
     try:
-        model = factory()
+        model = factory(*args)
     except SpikerollError:
         raise
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything
-        raise raised(exc, file, f"{name}()", "--model") from None
+        raise raised(exc, file, f"{name}({', '.join(map(str, args))})", "--model") from None
     if not isinstance(model, nn.Module):
         raise SpikerollError(f"--model {spec}: {name}() returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def absolute_spec(spec: str) -> str:
+    """FILE.py:FACTORY with FILE made absolute when it exists: what config.json records, so that
+    resume and Ray workers find the same file from any directory."""
+    path, _, name = str(spec).rpartition(":")
+    return f"{Path(path).resolve()}:{name}" if path and Path(path).is_file() else spec
 
 
 class ModuleNet(ParameterHolder):
@@ -61,9 +68,7 @@ class ModuleNet(ParameterHolder):
     def from_config(cls, cfg, in_features: int, classes: int, device) -> ModuleNet:
         """The module of cfg.model (FILE.py:FACTORY), initialised under the run's seed; the file's
         path is made absolute in cfg, for config.json, resume and Ray workers."""
-        path, _, name = str(cfg.model).rpartition(":")
-        if path and Path(path).is_file():  # absolute from here on: config.json, resume and Ray workers
-            cfg.model = f"{Path(path).resolve()}:{name}"
+        cfg.model = absolute_spec(cfg.model)
         with torch.random.fork_rng():  # the factory's initialisation is a function of the run's seed
             torch.manual_seed(cfg.seed)
             module = load_factory(cfg.model)
