@@ -44,7 +44,7 @@ from spikeroll.es.strategies import EvolutionStrategy
 from spikeroll.nets.kernels import numba_threads
 from spikeroll.nets.model import SpikingNet
 from spikeroll.training.factories import make_optimizer
-from spikeroll.training.rundir import CHECKPOINT, CONFIG, check_params, check_tensors, model_refusal, read_state
+from spikeroll.training.rundir import CHECKPOINT, CONFIG, check_params, check_tensors, confirm_model, read_state
 from spikeroll.training.runfiles import RunFiles
 
 FORMAT = "spikeroll-control/1"  # the checkpoint layout ControlTrainer.checkpoint writes
@@ -273,12 +273,7 @@ def load_policy(run_dir: str | Path, model: str | None = None) -> tuple[ControlC
         raise SpikerollError(f"{run_dir} holds no {CHECKPOINT}; pass the --out directory of a control run")
     state = load_control_checkpoint(path)
     cfg = ControlConfig.from_dict(state["config"])
-    if cfg.model:
-        if model is None:
-            raise model_refusal(str(run_dir), cfg.model)
-        cfg.model = model
-    elif model is not None:
-        raise SpikerollError(f"{run_dir} holds spikeroll's built-in policy, not a --model module; drop --model")
+    confirm_model(cfg, run_dir, model, "policy")
     probe = make_env(cfg.env)
     policy = make_policy(cfg, probe.observation_space, probe.action_space)
     probe.close()

@@ -245,6 +245,18 @@ def model_refusal(where: str, model: str, action: str = "opening it") -> Spikero
                           f"so pass --model {model} to confirm you trust it")
 
 
+def confirm_model(cfg, run_dir, model: str | None, builtin: str) -> None:
+    """The trust rule on opening a saved run: one trained with --model opens only with a `model` the
+    caller names (set into cfg: importing it runs its code); naming one for a run of spikeroll's own
+    `builtin` (network, policy) is an error."""
+    if cfg.model:
+        if model is None:
+            raise model_refusal(str(run_dir), cfg.model)
+        cfg.model = model
+    elif model is not None:
+        raise SpikerollError(f"{run_dir} holds spikeroll's built-in {builtin}, not a --model module; drop --model")
+
+
 def fitness_refusal(where: str, fitness: str) -> SpikerollError:
     """The error for resuming a run trained with --fitness whose user did not name the file again."""
     fitness = _one_line(fitness)
@@ -271,12 +283,7 @@ def load_trained(run_dir: str | Path, model: str | None = None) -> tuple[TrainCo
         raise SpikerollError(f"{run_dir} holds no {CHECKPOINT}; pass the --out directory of a training run")
     state = load_checkpoint(path)
     cfg = check_config(state["config"], f"checkpoint {path}: config")
-    if cfg.model:
-        if model is None:
-            raise model_refusal(str(run_dir), cfg.model)
-        cfg.model = model
-    elif model is not None:
-        raise SpikerollError(f"{run_dir} holds spikeroll's built-in network, not a --model module; drop --model")
+    confirm_model(cfg, run_dir, model, "network")
     check_sizes(state, cfg, path)
     sizes = state["sizes"]
     net = make_network(cfg, sizes[0], sizes[-1], resolve_device(cfg.device))
