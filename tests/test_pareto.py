@@ -37,6 +37,14 @@ def test_parse_values():
         plan_points(small_config())
 
 
+def test_rate_targets_shape_the_bptt_points_only():
+    es, bptt = plan_points(small_config(), [1.0], [2.0], bptt_rate_target=[0.05])
+    assert es.cfg.rate_target is None and es.cfg.rate_weight == 0.0
+    assert bptt.cfg.rate_target == [0.05] and bptt.cfg.rate_weight == 2.0 and bptt.knob == "rate-weight 2, targets 0.05"
+    with pytest.raises(SpikerollError, match="--rate-target needs --rate-weight"):
+        plan_points(small_config(), [], [0.0], bptt_rate_target=[0.05])
+
+
 def test_sweep_writes_table_and_figure_and_resumes(tmp_path):
     pytest.importorskip("matplotlib")
     base = small_config(generations=6, eval_every=6, checkpoint_every=6)

@@ -20,6 +20,7 @@ from spikeroll.config import (
     STRATEGIES,
     WORKER_DATA,
     TrainConfig,
+    parse_rates,
     parse_widths,
 )
 from spikeroll.errors import SpikerollError
@@ -416,11 +417,14 @@ def pareto(config_file, es_weights, es_budgets, loihi_weights, decide_weights, b
     """
     from spikeroll.tools.pareto import pareto_sweep, parse_values, plan_points
 
+    # --rate-target shapes the BPTT points only: the base (and the ES points) would refuse it
+    rate_target = overrides.pop("rate_target", None)
     cfg = build_config(config_file, None, overrides)
     points = plan_points(cfg, parse_values(es_weights, "--es-weights"), parse_values(bptt_weights, "--bptt-weights"),
                          es_budgets=parse_values(es_budgets, "--es-budgets"),
                          loihi_weights=parse_values(loihi_weights, "--loihi-weights"),
                          decide_weights=parse_values(decide_weights, "--decide-weights"), bptt_lr=bptt_lr,
+                         bptt_rate_target=parse_rates(rate_target) if rate_target else None,
                          bptt_generations=bptt_generations)
     pareto_sweep(cfg, out_dir, points, overwrite=overwrite, progress=not quiet, echo=click.echo,
                  early=parse_values(early_exit, "--early-exit"))

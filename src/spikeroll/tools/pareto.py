@@ -74,8 +74,10 @@ def parse_values(text: str | None, option: str) -> list[float]:
 
 
 def plan_points(base: TrainConfig, es_weights=(), bptt_weights=(), *, es_budgets=(), loihi_weights=(),
-                decide_weights=(), bptt_lr: float = BPTT_LR, bptt_generations: int | None = None) -> list[Point]:
-    """The sweep's points, every config validated before anything runs."""
+                decide_weights=(), bptt_lr: float = BPTT_LR, bptt_generations: int | None = None,
+                bptt_rate_target: list[float] | None = None) -> list[Point]:
+    """The sweep's points, every config validated before anything runs. `bptt_rate_target`: per-layer
+    target rates of the BPTT points' regulariser (--rate-target)."""
     strategy = base.strategy if base.strategy in ("eggroll", "openes") else "eggroll"
     es = dataclasses.replace(base, strategy=strategy, rate_weight=0.0, rate_target=None)
     points = [Point(f"es-w{w:g}", "es", f"synops-weight {w:g}",
@@ -89,8 +91,9 @@ def plan_points(base: TrainConfig, es_weights=(), bptt_weights=(), *, es_budgets
     points += [Point(f"es-decide-w{w:g}", "es-decide", f"early objective λ {w:g}, C {c:g}",
                      dataclasses.replace(es, objective="early", synops_weight=w)) for w in decide_weights]
     bptt = dataclasses.replace(base, strategy="bptt", lr=bptt_lr, objective="ce", fitness=None,
-                               generations=bptt_generations or base.generations)
-    points += [Point(f"bptt-w{w:g}", "bptt", f"rate-weight {w:g}", dataclasses.replace(bptt, rate_weight=w))
+                               generations=bptt_generations or base.generations, rate_target=bptt_rate_target)
+    shown = "" if bptt_rate_target is None else f", targets {','.join(f'{t:g}' for t in bptt_rate_target)}"
+    points += [Point(f"bptt-w{w:g}", "bptt", f"rate-weight {w:g}{shown}", dataclasses.replace(bptt, rate_weight=w))
                for w in bptt_weights]
     if not points:
         raise SpikerollError("no operating points: give --es-weights, --es-budgets, --loihi-weights, --decide-weights "
