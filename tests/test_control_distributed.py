@@ -19,7 +19,8 @@ pytest.importorskip("gymnasium")
 from spikeroll.api import control_config  # noqa: E402
 from spikeroll.control.config import ControlConfig  # noqa: E402
 from spikeroll.control.envs import episode_seeds, make_env  # noqa: E402
-from spikeroll.control.policy import ObsStats, make_policy  # noqa: E402
+from spikeroll.control.factory import make_policy  # noqa: E402
+from spikeroll.control.policy import ObsStats  # noqa: E402
 from spikeroll.control.remote import UNIT_PAIRS, RolloutRayEvaluator  # noqa: E402
 from spikeroll.control.rollout import RolloutEvaluator  # noqa: E402
 from spikeroll.control.trainer import load_control_checkpoint, train_control  # noqa: E402

@@ -17,11 +17,11 @@ gym = pytest.importorskip("gymnasium")
 from spikeroll.cli import main  # noqa: E402
 from spikeroll.control.config import ControlConfig  # noqa: E402
 from spikeroll.control.envs import evaluation_seeds  # noqa: E402
+from spikeroll.control.factory import make_policy  # noqa: E402
 from spikeroll.control.policy import (  # noqa: E402
     IntegerPolicy,
     input_exponent,
     integer_policy,
-    make_policy,
     quantise_observations,
 )
 from spikeroll.control.rollout import evaluate_policy  # noqa: E402

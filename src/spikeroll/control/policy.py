@@ -226,14 +226,9 @@ def integer_policy(policy: SpikingPolicy, weight_bits: int, obs_clip: float) -> 
     return IntegerPolicy(integer, policy.time_bins, exponent, *(box or (None, None)), start=policy.start)
 
 
-def make_policy(cfg, observation_space, action_space) -> SpikingPolicy:
-    """The policy a ControlConfig describes for an env's spaces (parameters initialised from cfg.seed):
-    float LIF (neuron = "lif"), the integer Loihi policy (neuron = "loihi") or the user's module
-    (cfg.model, `control.module_policy`)."""
-    if cfg.model:
-        from spikeroll.control.module_policy import make_module_policy  # it builds on this module
-
-        return make_module_policy(cfg, observation_space, action_space)
+def builtin_policy(cfg, observation_space, action_space) -> SpikingPolicy:
+    """spikeroll's own policy a ControlConfig describes for an env's spaces (parameters initialised
+    from cfg.seed): float LIF (neuron = "lif") or the integer Loihi policy (neuron = "loihi")."""
     n_obs, n_out = space_sizes(observation_space, action_space)
     sizes = [n_obs, *cfg.hidden, n_out]
     box = None if is_discrete(action_space) else (action_space.low, action_space.high)

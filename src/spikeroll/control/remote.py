@@ -26,7 +26,8 @@ import torch
 
 from spikeroll.control.config import ControlConfig
 from spikeroll.control.envs import EnvBatch, make_env
-from spikeroll.control.policy import ObsStats, make_policy
+from spikeroll.control.factory import make_policy
+from spikeroll.control.policy import ObsStats
 from spikeroll.control.rollout import Rollout, RolloutEvaluator, rollout
 from spikeroll.es.evaluators import units
 from spikeroll.es.strategies import EvolutionStrategy

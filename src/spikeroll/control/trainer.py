@@ -33,8 +33,9 @@ from spikeroll.control.envs import (
     make_env,
     validation_seeds,
 )
+from spikeroll.control.factory import make_policy
 from spikeroll.control.module_policy import ModulePolicy
-from spikeroll.control.policy import IntegerPolicy, ObsStats, SpikingPolicy, integer_policy, make_policy
+from spikeroll.control.policy import IntegerPolicy, ObsStats, SpikingPolicy, integer_policy
 from spikeroll.control.remote import RolloutRayEvaluator
 from spikeroll.control.rollout import RolloutEvaluator, evaluate_policy, rollout
 from spikeroll.errors import SpikerollError
