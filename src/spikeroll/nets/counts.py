@@ -212,7 +212,9 @@ def bin_events(frames: torch.Tensor) -> torch.Tensor:
     as given (what a chip that stops after bin t has read: the early objective and early exit)."""
     x = frames.detach().flatten(2)
     signed = x.is_floating_point() or x.dtype in (torch.int8, torch.int16, torch.int32, torch.int64)
-    return (x.abs() if signed else x).sum(2, dtype=torch.float64)
+    # summed in the frames' own dtype (integers widen to int64; float32 holds any bin's count
+    # exactly), then converted: a float64 sum converts every element first (~25x slower)
+    return (x.abs() if signed else x).sum(2).to(torch.float64)
 
 
 def all_firing_synops(sizes: list[int], time_bins: int) -> float:
