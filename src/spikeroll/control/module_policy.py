@@ -28,7 +28,7 @@ from spikeroll.control.policy import SpikingPolicy
 from spikeroll.errors import SpikerollError
 from spikeroll.modules.checks import reset_state
 from spikeroll.modules.es import EGGROLL
-from spikeroll.modules.net import ModuleNet, absolute_spec, load_factory
+from spikeroll.modules.net import ModuleNet, seeded_module
 
 EXAMPLE = "examples/snntorch_cartpole.py:make_policy"
 
@@ -87,11 +87,7 @@ def make_module_policy(cfg, observation_space, action_space) -> ModulePolicy:
     """cfg.model's module for an env's spaces (initialised under cfg.seed, as classification's
     `ModuleNet.from_config`) with the EGGROLL of the run's strategy settings."""
     n_obs, n_out = space_sizes(observation_space, action_space)
-    cfg.model = absolute_spec(cfg.model)
-    with torch.random.fork_rng():  # the factory's initialisation is a function of the run's seed
-        torch.manual_seed(cfg.seed)
-        module = load_factory(cfg.model, n_obs, n_out, example=EXAMPLE)
-    net = ModuleNet(module, n_obs, n_out, "cpu")
+    net = ModuleNet(seeded_module(cfg, n_obs, n_out, example=EXAMPLE), n_obs, n_out, "cpu")
     rank = None if cfg.strategy == "openes" else cfg.rank
     es = EGGROLL(net.module, population=cfg.population, rank=rank, sigma=cfg.sigma, seed=cfg.seed,
                  shaping=cfg.shaping)

@@ -45,6 +45,15 @@ def load_factory(spec: str, *args, example: str = "examples/snntorch_csnn.py:mak
     return model
 
 
+def seeded_module(cfg, *args, example: str = "examples/snntorch_csnn.py:make_csnn") -> nn.Module:
+    """cfg.model's module, FACTORY(*args), initialised under the run's seed; cfg.model is made
+    absolute (`absolute_spec`) for config.json, resume and Ray workers."""
+    cfg.model = absolute_spec(cfg.model)
+    with torch.random.fork_rng():  # the factory's initialisation is a function of the run's seed
+        torch.manual_seed(cfg.seed)
+        return load_factory(cfg.model, *args, example=example)
+
+
 def absolute_spec(spec: str) -> str:
     """FILE.py:FACTORY with FILE made absolute when it exists: what config.json records, so that
     resume and Ray workers find the same file from any directory."""
@@ -59,6 +68,7 @@ class ModuleNet(ParameterHolder):
 
     def __init__(self, module: nn.Module, in_features: int, classes: int, device):
         self._fan_outs: dict = {}  # conv fan-out maps of counting, kept across evaluation passes
+        self._calls: dict = {}  # per input shape, `_input_calls` (the module's structure decides it)
         self.module = module.to(device).eval()  # ES needs no train mode (dropout/batchnorm: see checks)
         self.params = {n: p for n, p in module.named_parameters() if p.requires_grad}
         self.sizes = [in_features, classes]  # what checkpoints record and init_from compares
@@ -68,11 +78,7 @@ class ModuleNet(ParameterHolder):
     def from_config(cls, cfg, in_features: int, classes: int, device) -> ModuleNet:
         """The module of cfg.model (FILE.py:FACTORY), initialised under the run's seed; the file's
         path is made absolute in cfg, for config.json, resume and Ray workers."""
-        cfg.model = absolute_spec(cfg.model)
-        with torch.random.fork_rng():  # the factory's initialisation is a function of the run's seed
-            torch.manual_seed(cfg.seed)
-            module = load_factory(cfg.model)
-        return cls(module, in_features, classes, device)
+        return cls(seeded_module(cfg), in_features, classes, device)
 
     def load_parameters(self, values) -> None:
         """Copy saved parameter tensors (in .params order) into the module; shapes must match."""
@@ -94,7 +100,12 @@ class ModuleNet(ParameterHolder):
         """frames (B, T, ...) -> the module's logits (B, classes), its state reset first. With
         `counts` (a list), a ModuleCounts of the forward's SynOps is appended to it."""
         inputs = self.inputs(frames)
-        calls = None if counts is None else self._input_calls(inputs)
+        calls = None
+        if counts is not None:  # the same for every batch of one shape: found once
+            key = (inputs.shape[0], *inputs.shape[2:])
+            if key not in self._calls:
+                self._calls[key] = self._input_calls(inputs)
+            calls = self._calls[key]
         if calls is None:
             out = self._forward(inputs)
         else:
