@@ -208,12 +208,22 @@ def test_resume_with_broken_config_json(base, tmp_path):
     directory = craft(base, tmp_path, "config-json-binary")
     (directory / "config.json").write_bytes(b"\xff\xfe\x00garbage")
     assert_refused(run("train", "--out", directory, "--resume", "--quiet"), marker, "config.json is not valid JSON")
+    directory = craft(base, tmp_path, "config-json-deep")
+    (directory / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    assert_refused(run("train", "--out", directory, "--resume", "--quiet"), marker, "config.json")
+    evaluated = run("eval", directory)  # eval opens the checkpoint, whose own config is intact
+    assert "Traceback" not in evaluated.output and not isinstance(evaluated.exception, RecursionError)
 
 
 def test_resume_with_a_damaged_metrics_line(base, tmp_path):
     directory = craft(base, tmp_path, "metrics-damaged-middle")
     lines = (directory / "metrics.jsonl").read_text().splitlines()
     lines[1] = "{garbage"
+    (directory / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    assert_refused(run("train", "--out", directory, "--resume", "--generations", "6", "--quiet"),
+                   tmp_path / "MARKER", "metrics.jsonl line 2 is not a metrics record")
+    directory = craft(base, tmp_path, "metrics-deep-nesting")
+    lines[1] = "[" * 100_000 + "]" * 100_000
     (directory / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     assert_refused(run("train", "--out", directory, "--resume", "--generations", "6", "--quiet"),
                    tmp_path / "MARKER", "metrics.jsonl line 2 is not a metrics record")

@@ -146,7 +146,7 @@ def build_config(config_file, resume_dir, overrides: dict) -> TrainConfig:
     if saved and saved.exists():
         try:
             saved_values = json.loads(saved.read_bytes())
-        except ValueError as exc:  # invalid JSON or UTF-8
+        except (ValueError, RecursionError) as exc:  # invalid JSON or UTF-8, or nested past Python's stack
             raise SpikerollError(f"{saved} is not valid JSON ({exc}); restore it, or start over with "
                                  "--overwrite") from None
         except OSError as exc:

@@ -312,24 +312,28 @@ def fold_normalisation(cfg: ControlConfig, policy: SpikingPolicy, stats: ObsStat
 
 
 # the functions the CLI and the API call --------------------------------------------------------
+def _saved_settings(run_dir: str | Path) -> dict:
+    """A run directory's config.json as a dict of settings, read as data only; {} when it is
+    missing, unreadable or not a JSON object (deep nesting included), for the checks below that
+    only peek at it. The run's opening validates the config itself."""
+    try:
+        values = json.loads((Path(run_dir) / CONFIG).read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
 def is_control_run(run_dir: str | Path) -> bool:
     """Whether a run directory holds a control run (its config.json names an env), so that
     `spikeroll eval`/`play` can tell it from a classification run without loading a checkpoint."""
-    try:
-        values = json.loads((Path(run_dir) / CONFIG).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(values, dict) and "env" in values and "dataset" not in values
+    values = _saved_settings(run_dir)
+    return "env" in values and "dataset" not in values
 
 
 def control_model(run_dir: str | Path) -> str | None:
     """The --model FILE.py:FACTORY a control run was trained with (from its config.json), or None;
     read without importing anything, so that commands that cannot use a module refuse it first."""
-    try:
-        values = json.loads((Path(run_dir) / CONFIG).read_text())
-    except (OSError, ValueError):
-        return None
-    model = values.get("model") if isinstance(values, dict) else None
+    model = _saved_settings(run_dir).get("model")
     return model if isinstance(model, str) and model else None
 
 

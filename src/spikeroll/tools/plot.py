@@ -50,7 +50,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         if line.strip():
             try:
                 records.append(json.loads(line))
-            except ValueError:  # a line cut short by a killed run
+            except (ValueError, RecursionError):  # a line cut short by a killed run, or nested past the stack
                 continue
     return records
 

@@ -70,7 +70,7 @@ class RunFiles:
                 record_generation = record["generation"]
                 if not isinstance(record_generation, int):
                     raise TypeError
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested past the stack
                 if number == len(complete) and not tail.strip():
                     tail = line  # the last line, torn as it was written
                     break
